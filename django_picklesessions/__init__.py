@@ -1,0 +1,1 @@
+"""Signed, allow-listed pickle sessions for Django."""

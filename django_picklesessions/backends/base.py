@@ -1,0 +1,420 @@
+"""The store base every engine extends: record checks, lazy decoding, change detection.
+
+An engine subclasses :class:`PickleSessionBase` and implements five storage primitives
+(``_read``, ``_write``, ``_remove``, ``_contains``, ``clear_expired``), each addressed by the
+hex SHA-256 of the session key, never the key itself. Everything Django's ``SessionBase``
+contract asks for on top of them (``load``, ``save``, ``create``, ``exists``, ``delete``, the
+async variants) is implemented here once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any, NamedTuple
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError, SessionBase
+from django.utils import timezone
+
+from django_picklesessions import record, unpickler
+from django_picklesessions.allowlist import get_allow_list
+from django_picklesessions.conf import conf
+from django_picklesessions.exceptions import RecordError, ValueRejected
+from django_picklesessions.keys import get_keyring
+from django_picklesessions.pickler import Writer
+
+security_logger = logging.getLogger("django.security.SuspiciousSession")
+logger = logging.getLogger("django_picklesessions")
+
+# Marks a value that is still pickled; a private class so no session value can be it.
+_Pending = type("_Pending", (), {"__repr__": lambda self: "<not decoded>"})
+_PENDING = _Pending()
+
+# Values of these types cannot change in place: read-only access needs no re-pickling.
+_IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+
+
+class SessionData(MutableMapping[str, Any]):
+    """A session's contents, unpickling each value the first time it is read.
+
+    Keeps the pickles it was loaded from, so that a save can tell exactly what changed:
+    a value read and mutated in place is re-pickled and compared byte for byte, and a
+    value never read is written back as the same bytes without being unpickled.
+    """
+
+    __slots__ = ("_base", "_items", "_assigned")
+
+    def __init__(self, base: Mapping[str, bytes] | None = None) -> None:
+        self._base: dict[str, bytes] = dict(base) if base else {}
+        self._items: dict[str, Any] = dict.fromkeys(self._base, _PENDING)
+        self._assigned: set[str] = set()
+
+    def _decode(self, key: str) -> Any:
+        try:
+            value = unpickler.loads(self._base[key])
+        except ValueRejected as exc:
+            # A class gone after a deploy drops this key only; the login survives.
+            del self._items[key]
+            logger.warning("Dropped session key %r that could not be unpickled: %s", key, exc)
+            raise KeyError(key) from None
+        self._items[key] = value
+        return value
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._items[key]
+        if value is _PENDING:
+            value = self._decode(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._items[key] = value
+        self._assigned.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _decode_all(self) -> None:
+        for key in [k for k, v in self._items.items() if v is _PENDING]:
+            try:
+                self._decode(key)
+            except KeyError:
+                pass
+
+    def items(self) -> Any:
+        self._decode_all()
+        return self._items.items()
+
+    def values(self) -> Any:
+        self._decode_all()
+        return self._items.values()
+
+    def keys(self) -> Any:
+        return self._items.keys()
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __repr__(self) -> str:
+        return f"SessionData({self._items!r})"
+
+    def rebase(self, stored: dict[str, bytes]) -> None:
+        """Record that ``stored`` is what the storage now holds for this session."""
+        self._base = stored
+        self._assigned.clear()
+
+    def is_decoded(self, key: str) -> bool:
+        """Return True if ``key``'s value has been unpickled (or set) in this request."""
+        return key in self._items and self._items[key] is not _PENDING
+
+    def entries(self, writer: Writer) -> tuple[dict[str, bytes], bool]:
+        """Pickle the current contents; return them and whether they differ from the base."""
+        base = self._base
+        out: dict[str, bytes] = {}
+        changed = len(self._items) != len(base)
+        for key, value in self._items.items():
+            if value is _PENDING or (key not in self._assigned and type(value) in _IMMUTABLE):
+                out[key] = base[key]
+                continue
+            data = writer.dumps(key, value)
+            out[key] = data
+            if not changed and base.get(key) != data:
+                changed = True
+        return out, changed
+
+    def has_changes(self, writer: Writer) -> bool:
+        """Return True if a save would write something different from what was loaded."""
+        if len(self._items) != len(self._base):
+            return True
+        base = self._base
+        for key, value in self._items.items():
+            if key not in base:
+                return True
+            if value is _PENDING or (key not in self._assigned and type(value) in _IMMUTABLE):
+                continue
+            if writer.dumps(key, value) != base[key]:
+                return True
+        return False
+
+
+class _Prepared(NamedTuple):
+    """A record ready to write, with what it holds."""
+
+    data: bytes
+    entries: dict[str, bytes]
+    expires_at: int
+    version: int
+
+
+class PickleSessionBase(SessionBase):
+    """Shared logic of the pickle engines; subclasses provide the storage primitives."""
+
+    def __init__(self, session_key: str | None = None) -> None:
+        self._explicitly_modified = False
+        super().__init__(session_key)
+        # Identity, counter and key of the record this session was loaded from.
+        self._loaded_sid: bytes | None = None
+        self._loaded_version = 0
+        self._loaded_with_fallback = False
+
+    @property
+    def key_salt(self) -> str:
+        # Not used for signing (record.py has its own derived keys); kept for API parity.
+        return "django_picklesessions." + self.__class__.__qualname__
+
+    # ``modified`` also notices in-place changes to values that were read, so that
+    # ``request.session["cart"].items.append(...)`` is saved without further ado.
+    @property  # type: ignore[override]
+    def modified(self) -> bool:
+        if self._explicitly_modified:
+            return True
+        cache = self.__dict__.get("_session_cache")
+        if not isinstance(cache, SessionData):
+            return False
+        if self._loaded_with_fallback or cache.has_changes(Writer(get_allow_list())):
+            self._explicitly_modified = True
+        return self._explicitly_modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._explicitly_modified = value
+
+    # --- Storage primitives, implemented by each engine --------------------------------
+
+    def _read(self, address: str) -> bytes | None:
+        """Return the stored record at ``address`` (hex SHA-256 of the key), or None."""
+        raise NotImplementedError
+
+    def _write(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
+        """Store ``data``; raise CreateError if it exists and ``must_create``, else UpdateError
+        if it does not exist."""
+        raise NotImplementedError
+
+    def _remove(self, address: str) -> None:
+        """Delete the record at ``address`` if there is one."""
+        raise NotImplementedError
+
+    def _contains(self, address: str) -> bool:
+        """Return True if a record is stored at ``address``."""
+        raise NotImplementedError
+
+    async def _aread(self, address: str) -> bytes | None:
+        return await sync_to_async(self._read)(address)
+
+    async def _awrite(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
+        await sync_to_async(self._write)(address, data, expires_at, must_create)
+
+    async def _aremove(self, address: str) -> None:
+        await sync_to_async(self._remove)(address)
+
+    async def _acontains(self, address: str) -> bool:
+        return await sync_to_async(self._contains)(address)
+
+    @staticmethod
+    def address(session_key: str) -> str:
+        """Return where a session is stored: the hex SHA-256 of its key."""
+        return record.session_id(session_key).hex()
+
+    # --- Record encoding ----------------------------------------------------------------
+
+    def _now(self) -> int:
+        return int(timezone.now().timestamp())
+
+    def decode_record(self, data: bytes | bytearray | memoryview | str | None) -> SessionData:
+        """Verify a stored record for this session and return its lazy contents.
+
+        Any failure logs one line on ``django.security.SuspiciousSession`` and returns an
+        empty session; nothing of a failed record is unpickled.
+        """
+        self._loaded_sid = None
+        self._loaded_version = 0
+        self._loaded_with_fallback = False
+        if data is None:
+            return SessionData()
+        sid = record.session_id(self.session_key)
+        try:
+            if isinstance(data, str):
+                raise RecordError("format")
+            verified = record.decode(
+                data,
+                sid=sid,
+                now=self._now(),
+                keyring=get_keyring(),
+                max_record_size=conf.MAX_RECORD_SIZE,
+                max_payload_size=conf.MAX_PAYLOAD_SIZE,
+            )
+        except RecordError as exc:
+            security_logger.warning(
+                "Session data corrupted or invalid (%s) for session %s…", exc.reason, sid.hex()[:8]
+            )
+            return SessionData()
+        self._loaded_sid = sid
+        self._loaded_version = verified.version
+        self._loaded_with_fallback = verified.key_position > 0
+        return SessionData(verified.entries)
+
+    def decode(self, session_data: Any) -> dict[str, Any]:  # type: ignore[override]
+        """Return a record's contents as a plain dict, every value unpickled."""
+        return dict(self.decode_record(session_data).items())
+
+    def encode(self, session_dict: Mapping[str, Any]) -> bytes:  # type: ignore[override]
+        """Return the record that would store ``session_dict`` for this session now."""
+        prepared = self._prepare(session_dict, must_create=True)
+        assert prepared is not None  # must_create always writes
+        return prepared.data
+
+    def _prepare(self, data: Mapping[str, Any], must_create: bool) -> _Prepared | None:
+        """Build the record to write, or None when it would store exactly what is stored."""
+        writer = Writer(get_allow_list())
+        sid = record.session_id(self.session_key)
+        if isinstance(data, SessionData):
+            entries, changed = data.entries(writer)
+            unchanged = (
+                not changed
+                and not must_create
+                and sid == self._loaded_sid
+                and not self._loaded_with_fallback
+                and not settings.SESSION_SAVE_EVERY_REQUEST
+            )
+            if unchanged:
+                return None
+        else:
+            entries = {}
+            for key, value in data.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"Session keys must be str, not {type(key).__name__}: {key!r}.")
+                entries[key] = writer.dumps(key, value)
+        now = self._now()
+        expires_at = now + self.get_expiry_age()
+        version = 1 if must_create else self._loaded_version + 1
+        data_bytes = record.encode(
+            entries,
+            sid=sid,
+            issued_at=now,
+            expires_at=expires_at,
+            version=version,
+            keyring=get_keyring(),
+            max_record_size=conf.MAX_RECORD_SIZE,
+            max_payload_size=conf.MAX_PAYLOAD_SIZE,
+            compress_min_size=conf.COMPRESS_MIN_SIZE,
+        )
+        return _Prepared(data_bytes, entries, expires_at, version)
+
+    def _written(self, data: Mapping[str, Any], prepared: _Prepared) -> None:
+        # What is stored now is the new base for change detection.
+        if isinstance(data, SessionData):
+            data.rebase(prepared.entries)
+        self._loaded_sid = record.session_id(self.session_key)
+        self._loaded_version = prepared.version
+        self._loaded_with_fallback = False
+        self._explicitly_modified = False
+
+    # --- SessionBase contract -----------------------------------------------------------
+
+    def load(self) -> SessionData:  # type: ignore[override]
+        data = self._read(self.address(self.session_key)) if self.session_key else None
+        session = self.decode_record(data)
+        if self._loaded_sid is None:
+            # Unknown or invalid: never adopt the key, a save issues a new one.
+            self._session_key = None
+        return session
+
+    async def aload(self) -> SessionData:  # type: ignore[override]
+        data = await self._aread(self.address(self.session_key)) if self.session_key else None
+        session = self.decode_record(data)
+        if self._loaded_sid is None:
+            self._session_key = None
+        return session
+
+    def exists(self, session_key: str) -> bool:
+        return self._contains(self.address(session_key))
+
+    async def aexists(self, session_key: str) -> bool:
+        return await self._acontains(self.address(session_key))
+
+    def create(self) -> None:
+        while True:
+            self._session_key = self._get_new_session_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue  # the new key was taken meanwhile; draw another
+            self.modified = True
+            return
+
+    async def acreate(self) -> None:
+        while True:
+            self._session_key = await self._aget_new_session_key()
+            try:
+                await self.asave(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return self.create()
+        data = self._get_session(no_load=must_create)
+        prepared = self._prepare(data, must_create)
+        if prepared is None:
+            return
+        self._write(self.address(self.session_key), prepared.data, prepared.expires_at, must_create)
+        self._written(data, prepared)
+
+    async def asave(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            return await self.acreate()
+        data = await self._aget_session(no_load=must_create)
+        prepared = self._prepare(data, must_create)
+        if prepared is None:
+            return
+        await self._awrite(
+            self.address(self.session_key), prepared.data, prepared.expires_at, must_create
+        )
+        self._written(data, prepared)
+
+    def delete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        self._remove(self.address(session_key))
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        await self._aremove(self.address(session_key))
+
+    def clear(self) -> None:
+        # Django replaces the cache with {}; emptying ours keeps what was loaded, so the
+        # save still knows the stored record had keys to delete.
+        cache = self.__dict__.get("_session_cache")
+        if isinstance(cache, SessionData):
+            cache.clear()
+        else:
+            self._session_cache = SessionData()
+        self.accessed = True
+        self.modified = True
+
+    def _get_session(self, no_load: bool = False) -> Any:
+        session = super()._get_session(no_load)
+        if type(session) is dict and not session:
+            # Django puts a plain {} here for new and cleared sessions; keep one type.
+            session = self._session_cache = SessionData()
+        return session
+
+    async def _aget_session(self, no_load: bool = False) -> Any:
+        session = await super()._aget_session(no_load)
+        if type(session) is dict and not session:
+            session = self._session_cache = SessionData()
+        return session

@@ -1,0 +1,50 @@
+"""Process-local session engine, for tests and demos.
+
+Records live in a dictionary of this process: they are lost on restart and not shared
+between workers. Use the ``db`` or ``file`` engine for anything else.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+
+from django_picklesessions.backends.base import PickleSessionBase
+
+# address -> (record, expires-at); the lock makes create/update checks atomic.
+_records: dict[str, tuple[bytes, int]] = {}
+_lock = threading.Lock()
+
+
+class SessionStore(PickleSessionBase):
+    """Keep signed records in this process's memory."""
+
+    def _read(self, address: str) -> bytes | None:
+        item = _records.get(address)
+        if item is None or item[1] <= time.time():
+            return None
+        return item[0]
+
+    def _write(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
+        with _lock:
+            exists = address in _records
+            if must_create and exists:
+                raise CreateError
+            if not must_create and not exists:
+                raise UpdateError
+            _records[address] = (data, expires_at)
+
+    def _remove(self, address: str) -> None:
+        _records.pop(address, None)
+
+    def _contains(self, address: str) -> bool:
+        return address in _records
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        now = time.time()
+        with _lock:
+            for address in [a for a, (_, expires_at) in _records.items() if expires_at <= now]:
+                del _records[address]

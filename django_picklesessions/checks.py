@@ -1,0 +1,115 @@
+"""System checks: bad settings fail at startup with a message that says what to change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from django_picklesessions import allowlist, keys
+from django_picklesessions.conf import DEFAULTS, PREFIX
+
+_KEYS_HINT = (
+    "Generate one with django.core.management.utils.get_random_secret_key() and keep it "
+    "out of source control."
+)
+
+
+@register(Tags.security)
+def check_signing_keys(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """E001/W001: weak signing keys; E004: a malformed PICKLESESSIONS_KEYS."""
+    raw = getattr(settings, "PICKLESESSIONS_KEYS", None)
+    if raw is not None and (
+        isinstance(raw, (str, bytes))
+        or not isinstance(raw, (list, tuple))
+        or not raw
+        or not all(isinstance(s, (str, bytes)) and s for s in raw)
+    ):
+        return [
+            Error(
+                "PICKLESESSIONS_KEYS must be a non-empty list of secrets (str or bytes), newest first.",
+                hint="Set it to [new_key, old_key, ...], or remove it to use SECRET_KEY.",
+                id="django_picklesessions.E004",
+            )
+        ]
+    source = "PICKLESESSIONS_KEYS" if raw is not None else "SECRET_KEY/SECRET_KEY_FALLBACKS"
+    secrets = keys.configured_secrets()
+    messages: list[CheckMessage] = []
+    for position, secret in enumerate(secrets):
+        why = keys.weakness(secret)
+        if why is None:
+            continue
+        which = "The current key" if position == 0 else f"Fallback key #{position}"
+        text = f"{which} in {source} is too weak to sign pickle sessions: {why}."
+        if settings.DEBUG:
+            messages.append(Warning(text, hint=_KEYS_HINT, id="django_picklesessions.W001"))
+        else:
+            messages.append(Error(text, hint=_KEYS_HINT, id="django_picklesessions.E001"))
+    ids = [keys.derive(secret).key_id for secret in secrets if isinstance(secret, (str, bytes))]
+    if len(set(ids)) != len(ids):
+        messages.append(
+            Error(
+                f"Two keys in {source} are equal or share a key id.",
+                hint="Remove the duplicate, or replace one key with a new random one.",
+                id="django_picklesessions.E004",
+            )
+        )
+    return messages
+
+
+@register(Tags.security)
+def check_allowed_classes(
+    app_configs: list[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E002: an unusable allow-list entry; E003: an entry on the never-allow list."""
+    entries = getattr(settings, "PICKLESESSIONS_ALLOWED_CLASSES", ())
+    if isinstance(entries, str) or not isinstance(entries, (list, tuple)):
+        return [
+            Error(
+                "PICKLESESSIONS_ALLOWED_CLASSES must be a list of dotted class paths.",
+                hint="For example ['shop.cart.Cart', 'shop.cart.LineItem'].",
+                id="django_picklesessions.E002",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    for entry in entries:
+        try:
+            allowlist.resolve_entry(entry)
+        except allowlist.EntryProblem as exc:
+            messages.append(
+                Error(
+                    f"PICKLESESSIONS_ALLOWED_CLASSES entry {entry!r} cannot be used.",
+                    hint=str(exc),
+                    id=f"django_picklesessions.{'E003' if exc.never_allowed else 'E002'}",
+                )
+            )
+    return messages
+
+
+@register()
+def check_sizes(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """E005: size and mode settings of the wrong type or range."""
+    messages: list[CheckMessage] = []
+
+    def bad(name: str, what: str) -> None:
+        messages.append(
+            Error(
+                f"{PREFIX}{name} must be {what}.",
+                hint=f"The default is {DEFAULTS[name]!r}.",
+                id="django_picklesessions.E005",
+            )
+        )
+
+    values = {name: getattr(settings, PREFIX + name, DEFAULTS[name]) for name in DEFAULTS}
+    for name in ("MAX_RECORD_SIZE", "MAX_PAYLOAD_SIZE"):
+        value = values[name]
+        if type(value) is not int or value < 1024:
+            bad(name, "an int of at least 1024 (bytes)")
+    compress = values["COMPRESS_MIN_SIZE"]
+    if compress is not None and (type(compress) is not int or compress < 0):
+        bad("COMPRESS_MIN_SIZE", "None or a non-negative int (bytes)")
+    if type(values["STRICT_UNPICKLING"]) is not bool:
+        bad("STRICT_UNPICKLING", "True or False")
+    return messages

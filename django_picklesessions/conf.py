@@ -1,0 +1,85 @@
+"""Every ``PICKLESESSIONS_*`` setting, with its default, read in this one place.
+
+Values are read from ``django.conf.settings`` on each access, so ``override_settings``
+works. Objects derived from settings (the keyring, the allow-list) are cached by their
+modules and dropped here whenever a setting they depend on changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+
+PREFIX = "PICKLESESSIONS_"
+
+#: Defaults of every setting; ``docs/settings.md`` documents each one.
+DEFAULTS: dict[str, Any] = {
+    "KEYS": None,
+    "ALLOWED_CLASSES": (),
+    "MAX_RECORD_SIZE": 256 * 1024,
+    "MAX_PAYLOAD_SIZE": 1024 * 1024,
+    "COMPRESS_MIN_SIZE": 64 * 1024,
+    "STRICT_UNPICKLING": False,
+}
+
+
+def _get(name: str) -> Any:
+    return getattr(django_settings, PREFIX + name, DEFAULTS[name])
+
+
+class Settings:
+    """Attribute access to the package's settings, by their names without the prefix."""
+
+    # The names mirror the settings, hence upper case.
+    @property
+    def KEYS(self) -> Any:  # noqa: N802
+        return _get("KEYS")
+
+    @property
+    def ALLOWED_CLASSES(self) -> Any:  # noqa: N802
+        return _get("ALLOWED_CLASSES")
+
+    @property
+    def MAX_RECORD_SIZE(self) -> int:  # noqa: N802
+        return int(_get("MAX_RECORD_SIZE"))
+
+    @property
+    def MAX_PAYLOAD_SIZE(self) -> int:  # noqa: N802
+        return int(_get("MAX_PAYLOAD_SIZE"))
+
+    @property
+    def COMPRESS_MIN_SIZE(self) -> int | None:  # noqa: N802
+        value = _get("COMPRESS_MIN_SIZE")
+        return None if value is None else int(value)
+
+    @property
+    def STRICT_UNPICKLING(self) -> bool:  # noqa: N802
+        return bool(_get("STRICT_UNPICKLING"))
+
+
+conf = Settings()
+
+# Settings whose change must drop a derived cache, and the callbacks that drop it.
+_invalidators: dict[str, list[Callable[[], None]]] = {}
+
+
+def on_change(*setting_names: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    """Register a function to call when any of ``setting_names`` changes."""
+
+    def register(func: Callable[[], None]) -> Callable[[], None]:
+        for name in setting_names:
+            _invalidators.setdefault(name, []).append(func)
+        return func
+
+    return register
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    for func in _invalidators.get(setting, ()):
+        func()
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="django_picklesessions.conf")

@@ -1,0 +1,82 @@
+"""The writer: pickles session values with protocol 5, refusing what the reader would refuse.
+
+"Saved" must always mean "loadable": a value holding a class the allow-list does not name
+(or a function, a module, a lazy translation string, a ``ZoneInfo``...) fails at ``save()``
+with a ``TypeError`` that names the session key and the class, instead of being written and
+then silently dropped on the next request.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any
+
+from django_picklesessions.allowlist import AllowList
+
+PROTOCOL = 5
+
+
+class _Refused(Exception):
+    def __init__(self, cls: type, why: str) -> None:
+        super().__init__(cls, why)
+        self.cls = cls
+        self.why = why
+
+
+class _CheckingPickler(pickle.Pickler):
+    """C pickler that consults the allow-list for every object that is not a builtin."""
+
+    def __init__(self, file: io.BytesIO, allow: AllowList) -> None:
+        super().__init__(file, protocol=PROTOCOL)
+        self._allow = allow
+
+    def reducer_override(self, obj: Any) -> Any:
+        # Called for every object except exact builtin scalars and containers.
+        cls = type(obj)
+        if cls in self._allow.default_reduce:
+            return NotImplemented
+        if isinstance(obj, type):
+            if obj in self._allow.classes:
+                return NotImplemented  # written as a global the reader will find
+            raise _Refused(obj, "it is a class that is not in PICKLESESSIONS_ALLOWED_CLASSES")
+        if cls in self._allow.classes:
+            # A custom __reduce__ may return a bare global name, which the reader refuses.
+            reduced = obj.__reduce_ex__(PROTOCOL)
+            if isinstance(reduced, str):
+                raise _Refused(cls, "its __reduce__ returns a global name, not a constructor call")
+            return reduced
+        raise _Refused(cls, "it is not in PICKLESESSIONS_ALLOWED_CLASSES")
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Writer:
+    """Pickle one value at a time, reusing one pickler and buffer for a whole session."""
+
+    def __init__(self, allow: AllowList) -> None:
+        self._buffer = io.BytesIO()
+        self._pickler = _CheckingPickler(self._buffer, allow)
+
+    def dumps(self, key: str, value: Any) -> bytes:
+        """Return the pickle of ``value``, or raise TypeError naming ``key`` and the class."""
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        self._pickler.clear_memo()
+        try:
+            self._pickler.dump(value)
+        except _Refused as exc:
+            raise TypeError(
+                f"Session key {key!r} cannot be stored: it holds a {_name(exc.cls)}, and {exc.why}. "
+                f"Add '{_name(exc.cls)}' to PICKLESESSIONS_ALLOWED_CLASSES if it is a plain data "
+                "class, or store plain values instead."
+            ) from None
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+            raise TypeError(
+                f"Session key {key!r} cannot be stored: pickling its {_name(type(value))} "
+                f"failed ({exc})."
+            ) from exc
+        return buffer.getvalue()

@@ -1,0 +1,221 @@
+"""The stored record, format version 1: header, payload of per-key pickles, HMAC-SHA256.
+
+``docs/format.md`` describes it byte for byte. This module never unpickles: it checks a
+record in the order the design fixes (size, structure, key id, MAC, signed expiry,
+decompression with a cap) and hands back the still-pickled value of each session key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django_picklesessions.exceptions import RecordError, SessionTooLarge
+from django_picklesessions.keys import Keyring
+
+MAGIC = b"\x89DPS"
+FORMAT_VERSION = 1
+FLAG_COMPRESSED = 0x01
+KNOWN_FLAGS = FLAG_COMPRESSED
+
+# magic, format version, flags, key id, issued-at, expires-at, version counter, payload length
+HEADER = struct.Struct(">4sBB4sQQQI")
+MAC_SIZE = 32
+MIN_SIZE = HEADER.size + 4 + MAC_SIZE  # an empty payload still holds its entry count
+#: A record issued further in the future than this (seconds) is refused.
+CLOCK_SKEW = 60
+
+_COUNT = struct.Struct(">I")
+_KEY_LEN = struct.Struct(">H")
+_VALUE_LEN = struct.Struct(">I")
+# Every value is one protocol-5 pickle: PROTO 5 ... STOP.
+_PICKLE_HEAD = b"\x80\x05"
+_PICKLE_TAIL = b"."
+_NO_SESSION = bytes(32)
+
+
+def session_id(session_key: str | None) -> bytes:
+    """Return the 32-byte identity a record is bound to: SHA-256 of the session key.
+
+    It is also the storage address (hex), so it must not depend on a key that rotates.
+    A session without a key yet (``encode`` before ``create``) is bound to 32 zero bytes.
+    """
+    if not session_key:
+        return _NO_SESSION
+    return hashlib.sha256(session_key.encode("ascii", "surrogateescape")).digest()
+
+
+@dataclass(frozen=True)
+class Record:
+    """A verified record: each session key's pickled value, and the signed metadata."""
+
+    entries: dict[str, bytes]
+    issued_at: int
+    expires_at: int
+    version: int
+    #: 0 when signed with the current key; more when verified with a fallback.
+    key_position: int
+
+
+def encode_payload(entries: Mapping[str, bytes]) -> bytes:
+    """Serialise ``{key: pickled value}`` as count, then (key length, key, value length, value)."""
+    parts = [_COUNT.pack(len(entries))]
+    for key, value in entries.items():
+        key_bytes = key.encode("utf-8")
+        if len(key_bytes) > 0xFFFF:
+            raise ValueError(f"Session key {key[:40]!r}... is longer than 65535 bytes.")
+        parts += (_KEY_LEN.pack(len(key_bytes)), key_bytes, _VALUE_LEN.pack(len(value)), value)
+    return b"".join(parts)
+
+
+def decode_payload(payload: bytes) -> dict[str, bytes]:
+    """Split a payload into ``{key: pickled value}``; raise RecordError if malformed."""
+    size = len(payload)
+    if size < _COUNT.size:
+        raise RecordError("payload")
+    (count,) = _COUNT.unpack_from(payload, 0)
+    entries: dict[str, bytes] = {}
+    pos = _COUNT.size
+    try:
+        for _ in range(count):
+            (key_len,) = _KEY_LEN.unpack_from(payload, pos)
+            pos += _KEY_LEN.size
+            key = payload[pos : pos + key_len].decode("utf-8")
+            pos += key_len
+            (value_len,) = _VALUE_LEN.unpack_from(payload, pos)
+            pos += _VALUE_LEN.size
+            value = payload[pos : pos + value_len]
+            pos += value_len
+            if (
+                pos > size
+                or key in entries
+                or not value.startswith(_PICKLE_HEAD)
+                or not value.endswith(_PICKLE_TAIL)
+            ):
+                raise RecordError("payload")
+            entries[key] = value
+    except (struct.error, UnicodeDecodeError):
+        raise RecordError("payload") from None
+    if pos != size:
+        raise RecordError("payload")
+    return entries
+
+
+def encode(
+    entries: Mapping[str, bytes],
+    *,
+    sid: bytes,
+    issued_at: int,
+    expires_at: int,
+    version: int,
+    keyring: Keyring,
+    max_record_size: int,
+    max_payload_size: int,
+    compress_min_size: int | None,
+) -> bytes:
+    """Build a record signed with the keyring's current key (never a fallback)."""
+    payload = encode_payload(entries)
+    if len(payload) > max_payload_size:
+        raise SessionTooLarge(_too_large("payload", len(payload), max_payload_size, entries))
+    flags = 0
+    if compress_min_size is not None and len(payload) >= compress_min_size:
+        compressed = zlib.compress(payload, 1)
+        if len(compressed) < len(payload):
+            payload, flags = compressed, FLAG_COMPRESSED
+    key = keyring.current
+    header = HEADER.pack(
+        MAGIC, FORMAT_VERSION, flags, key.key_id, issued_at, expires_at, version, len(payload)
+    )
+    signed = header + payload
+    record = signed + hmac.digest(key.mac_key, sid + signed, "sha256")
+    if len(record) > max_record_size:
+        raise SessionTooLarge(_too_large("record", len(record), max_record_size, entries))
+    return record
+
+
+def decode(
+    data: bytes | bytearray | memoryview,
+    *,
+    sid: bytes,
+    now: int,
+    keyring: Keyring,
+    max_record_size: int,
+    max_payload_size: int,
+) -> Record:
+    """Verify a record and return its entries, or raise RecordError with a reason code."""
+    # 1. Size, before any other work.
+    if len(data) > max_record_size:
+        raise RecordError("size")
+    if len(data) < MIN_SIZE:
+        raise RecordError("format")
+    data = bytes(data)
+    # 2. Structure of the header.
+    magic, fmt, flags, key_id, issued_at, expires_at, version, length = HEADER.unpack_from(data)
+    if magic != MAGIC or fmt != FORMAT_VERSION:
+        raise RecordError("format")
+    if flags & ~KNOWN_FLAGS or HEADER.size + length + MAC_SIZE != len(data):
+        raise RecordError("format")
+    # 3. The key named by the id, then the MAC over session identity + everything before it.
+    key = keyring.by_id.get(key_id)
+    if key is None:
+        raise RecordError("unknown_key")
+    signed = data[:-MAC_SIZE]
+    expected = hmac.digest(key.mac_key, sid + signed, "sha256")
+    if not hmac.compare_digest(expected, data[-MAC_SIZE:]):
+        raise RecordError("bad_mac")
+    # 4. Signed expiry: the storage's own expiry column or mtime is only a cleanup hint.
+    if expires_at <= now:
+        raise RecordError("expired")
+    if issued_at > now + CLOCK_SKEW:
+        raise RecordError("future")
+    payload = signed[HEADER.size :]
+    # 5. Decompression, capped so a small record cannot expand without bound.
+    if flags & FLAG_COMPRESSED:
+        payload = _decompress(payload, max_payload_size)
+    elif len(payload) > max_payload_size:
+        raise RecordError("size")
+    return Record(
+        entries=decode_payload(payload),
+        issued_at=issued_at,
+        expires_at=expires_at,
+        version=version,
+        key_position=key.position,
+    )
+
+
+def peek_expiry(data: bytes) -> int | None:
+    """Return the header's expires-at without verifying anything, or None if no header.
+
+    Only for deciding that a record is *probably* expired (cleanup); never for trusting one.
+    """
+    if len(data) < HEADER.size or data[:4] != MAGIC or data[4] != FORMAT_VERSION:
+        return None
+    expires_at: int = HEADER.unpack_from(data)[5]
+    return expires_at
+
+
+def _decompress(payload: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(payload, limit + 1)
+    except zlib.error:
+        raise RecordError("compression") from None
+    if len(out) > limit:
+        raise RecordError("size")
+    if not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+        raise RecordError("compression")
+    return out
+
+
+def _too_large(what: str, size: int, limit: int, entries: Mapping[str, bytes]) -> str:
+    largest = sorted(entries.items(), key=lambda item: len(item[1]), reverse=True)[:3]
+    listing = ", ".join(f"{key!r} ({len(value)} bytes)" for key, value in largest)
+    setting = "MAX_RECORD_SIZE" if what == "record" else "MAX_PAYLOAD_SIZE"
+    return (
+        f"The session's {what} is {size} bytes, over PICKLESESSIONS_{setting} ({limit}). "
+        f"Largest keys: {listing}."
+    )
