@@ -1,0 +1,288 @@
+"""Codec benchmark: our signed pickle records vs Django's JSON sessions vs a pickle+HMAC floor.
+
+Run from the repository root as ``python -m bench.codec``. It prints timings and never fails
+on them: the numbers depend on the machine, the targets are what we aim for.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import hmac
+import pickle
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import django
+from django.conf import settings
+from django.contrib.sessions.backends.signed_cookies import SessionStore as StockStore
+
+from bench import payloads
+from django_picklesessions.backends.locmem import SessionStore
+
+# Deterministic, bench-only secret: 60 characters that pass Django's W009 rules.
+SECRET_KEY = "q7Lr-bench-codec-Zt4x9WmKp2Vn8sYc5Hd3Jf6Gb1Qe0Ra-uTyEiOoPlAsD"
+SESSION_KEY = "a" * 32
+MAC_SIZE = 32
+
+ROUNDS = 15
+#: Target wall time of one candidate's batch within a round.
+BATCH_NS = 12_000_000
+
+#: Targets of the design, checked (and only printed) at the end.
+TARGET_ROUND_TRIP_VS_FLOOR = 1.2
+TARGET_SPEEDUP_VS_STOCK = 2.5
+TARGET_AUTH_ONLY_SHARE = 0.05
+
+Op = Callable[[], object]
+OPS = ("encode", "decode", "round trip")
+CANDIDATES = ("ours", "stock", "stock + conversion", "floor")
+
+
+def configure() -> None:
+    """Configure Django for the benchmark alone: no project settings are involved."""
+    settings.configure(
+        SECRET_KEY=SECRET_KEY,
+        USE_TZ=True,
+        INSTALLED_APPS=["django_picklesessions"],
+        PICKLESESSIONS_ALLOWED_CLASSES=payloads.ALLOWED_CLASSES,
+    )
+    django.setup()
+
+
+# --- Timing -----------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    """Nanoseconds per call of one candidate, one sample per round."""
+
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
+
+
+def _batch_ns(op: Op, calls: int) -> float:
+    """Return the mean time of ``calls`` calls of ``op``, with the collector paused."""
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            op()
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+    return elapsed / calls
+
+
+def _calls_per_batch(op: Op) -> int:
+    """Pick how many calls make one batch of about ``BATCH_NS``, after a short warm-up."""
+    calls = 1
+    while True:
+        per_call = _batch_ns(op, calls)
+        if per_call * calls >= BATCH_NS / 20:
+            return max(1, int(BATCH_NS / per_call))
+        calls *= 2
+
+
+def interleave(candidates: dict[str, Op]) -> dict[str, Timing]:
+    """Time every candidate once per round, rotating their order, so drift hits all alike."""
+    names = list(candidates)
+    calls = {name: _calls_per_batch(candidates[name]) for name in names}
+    timings = {name: Timing([]) for name in names}
+    gc.collect()
+    for index in range(ROUNDS):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            timings[name].samples.append(_batch_ns(candidates[name], calls[name]))
+    return timings
+
+
+# --- Candidates -------------------------------------------------------------------------
+
+
+def floor_encode(key: bytes, session: dict[str, Any]) -> bytes:
+    """Pickle the whole dict and append its HMAC: the least any signed pickle can cost."""
+    data = pickle.dumps(session, 5)
+    return data + hmac.digest(key, data, "sha256")
+
+
+def floor_decode(key: bytes, data: bytes) -> Any:
+    """Check the HMAC, then unpickle the whole dict, with no allow-list."""
+    body = data[:-MAC_SIZE]
+    if not hmac.compare_digest(hmac.digest(key, body, "sha256"), data[-MAC_SIZE:]):
+        raise ValueError("bad MAC")
+    return pickle.loads(body)
+
+
+def ours_store() -> SessionStore:
+    """Return a store whose key survives ``encode``.
+
+    ``encode`` asks for the expiry, which loads the session; on an unsaved key the load finds
+    nothing and drops the key, and ``decode_record`` then refuses the record. Saving once first
+    sidesteps that.
+    """
+    store = SessionStore(SESSION_KEY)
+    store.save(must_create=True)
+    return store
+
+
+def build_candidates(
+    store: SessionStore, stock: StockStore, floor_key: bytes, session: dict[str, Any]
+) -> dict[str, dict[str, Op]]:
+    """Return, for each operation, each candidate as a no-argument callable."""
+    ours_record = store.encode(session)
+    json_safe = payloads.to_json_safe(session)
+    stock_record = stock.encode(json_safe)
+    floor_record = floor_encode(floor_key, session)
+    to_json, from_json = payloads.to_json_safe, payloads.from_json_safe
+
+    return {
+        "encode": {
+            "ours": lambda: store.encode(session),
+            "stock": lambda: stock.encode(json_safe),
+            "stock + conversion": lambda: stock.encode(to_json(session)),
+            "floor": lambda: floor_encode(floor_key, session),
+        },
+        "decode": {
+            "ours": lambda: store.decode(ours_record),
+            "stock": lambda: stock.decode(stock_record),
+            "stock + conversion": lambda: from_json(stock.decode(stock_record)),
+            "floor": lambda: floor_decode(floor_key, floor_record),
+        },
+        "round trip": {
+            "ours": lambda: store.decode(store.encode(session)),
+            "stock": lambda: stock.decode(stock.encode(json_safe)),
+            "stock + conversion": lambda: from_json(stock.decode(stock.encode(to_json(session)))),
+            "floor": lambda: floor_decode(floor_key, floor_encode(floor_key, session)),
+        },
+    }
+
+
+def check(store: SessionStore, stock: StockStore, floor_key: bytes, session: dict[str, Any]) -> str:
+    """Say whether each candidate gives back what it was given (a wrong codec is not fast)."""
+    results = {
+        "ours": store.decode(store.encode(session)) == session,
+        "stock + conversion": payloads.from_json_safe(
+            stock.decode(stock.encode(payloads.to_json_safe(session)))
+        )
+        == session,
+        "floor": floor_decode(floor_key, floor_encode(floor_key, session)) == session,
+    }
+    return ", ".join(f"{name} {'ok' if ok else 'MISMATCH'}" for name, ok in results.items())
+
+
+# --- Report -----------------------------------------------------------------------------
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1000:10.2f}"
+
+
+def report_payload(
+    name: str, store: SessionStore, stock: StockStore, floor_key: bytes
+) -> dict[str, dict[str, Timing]]:
+    """Benchmark one payload, print its table and ratios, and return the timings by op."""
+    session = payloads.PAYLOADS[name]()
+    sizes = (
+        len(store.encode(session)),
+        len(stock.encode(payloads.to_json_safe(session))),
+        len(floor_encode(floor_key, session)),
+    )
+    print(
+        f"\n== {name}: {len(session)} keys; record bytes ours {sizes[0]:,}, "
+        f"stock {sizes[1]:,}, floor {sizes[2]:,}"
+    )
+    print(f"   round-trip check: {check(store, stock, floor_key, session)}")
+
+    ops = build_candidates(store, stock, floor_key, session)
+    # One interleaving over all twelve (op, candidate) pairs: every round runs each once.
+    flat = {f"{op}|{cand}": fn for op, cands in ops.items() for cand, fn in cands.items()}
+    timed = interleave(flat)
+    by_op = {op: {cand: timed[f"{op}|{cand}"] for cand in CANDIDATES} for op in OPS}
+
+    print(f"   {'µs/op (median; best)':<24}" + "".join(f"{op:>22}" for op in OPS))
+    for cand in CANDIDATES:
+        cells = "".join(f"{_us(by_op[op][cand].median)} ;{_us(by_op[op][cand].best)}" for op in OPS)
+        print(f"   {cand:<24}{cells}")
+    ratios = (
+        ("ours / floor", lambda t: t["ours"].median / t["floor"].median),
+        ("(stock+conv) / ours", lambda t: t["stock + conversion"].median / t["ours"].median),
+        ("stock / ours", lambda t: t["stock"].median / t["ours"].median),
+    )
+    for label, ratio in ratios:
+        print(f"   {label:<24}" + "".join(f"{ratio(by_op[op]):21.2f}×" for op in OPS))
+    return by_op
+
+
+def report_auth_only(store: SessionStore) -> float:
+    """Time reading only ``_auth_user_id`` of a ``big`` record against decoding all of it."""
+    record = store.encode(payloads.big_payload())
+    timed = interleave(
+        {
+            "auth-only read": lambda: store.decode_record(record)["_auth_user_id"],
+            "full decode": lambda: store.decode(record),
+        }
+    )
+    share = timed["auth-only read"].median / timed["full decode"].median
+    print("\n== auth-only read of a big record (decode_record, then one key)")
+    for name, timing in timed.items():
+        print(f"   {name:<24}{_us(timing.median)} ;{_us(timing.best)} µs/op")
+    print(f"   auth-only / full decode {share:10.1%}")
+    return share
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "not met"
+
+
+def main() -> None:
+    """Run every comparison and print a summary against the targets."""
+    configure()
+    print(
+        f"bench.codec: Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"Django {django.get_version()}, {ROUNDS} interleaved rounds of ~{BATCH_NS // 10**6} ms "
+        "per candidate"
+    )
+    store = ours_store()
+    stock = StockStore()
+    floor_key = hashlib.sha256(SECRET_KEY.encode()).digest()
+
+    started = time.perf_counter()
+    results = {name: report_payload(name, store, stock, floor_key) for name in payloads.PAYLOADS}
+    auth_share = report_auth_only(store)
+    if store.session_key != SESSION_KEY:
+        print(f"   warning: the store's session key changed to {store.session_key!r}")
+
+    cart = results["cart"]["round trip"]
+    vs_floor = cart["ours"].median / cart["floor"].median
+    vs_stock = cart["stock + conversion"].median / cart["ours"].median
+    print(f"\n== summary (medians; benchmark took {time.perf_counter() - started:.1f} s)")
+    print(
+        f"   cart round trip vs floor:           {vs_floor:5.2f}×  "
+        f"(target ≤ {TARGET_ROUND_TRIP_VS_FLOOR}×)  "
+        f"{_verdict(vs_floor <= TARGET_ROUND_TRIP_VS_FLOOR)}"
+    )
+    print(
+        f"   cart round trip, stock+conv / ours: {vs_stock:5.2f}×  "
+        f"(target ≥ {TARGET_SPEEDUP_VS_STOCK}×)  {_verdict(vs_stock >= TARGET_SPEEDUP_VS_STOCK)}"
+    )
+    print(
+        f"   big auth-only read / full decode:   {auth_share:5.1%}  "
+        f"(target ≤ {TARGET_AUTH_ONLY_SHARE:.0%})  "
+        f"{_verdict(auth_share <= TARGET_AUTH_ONLY_SHARE)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Test-only tools an attacker would have: sign arbitrary bytes with the real key.
+
+Nothing like ``sign_raw`` exists in the package: the package never signs bytes that its own
+writer did not produce. Tests use it to build records an attacker holding the key could write.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from django_picklesessions import record
+from django_picklesessions.keys import Keyring, get_keyring
+
+
+def sign_raw(
+    session_key: str | None,
+    entries: Mapping[str, bytes],
+    *,
+    keyring: Keyring | None = None,
+    issued_at: int | None = None,
+    expires_at: int | None = None,
+    version: int = 1,
+    compress: bool = False,
+) -> bytes:
+    """Build a valid record holding exactly ``entries`` (raw pickle bytes per key)."""
+    now = int(time.time())
+    return record.encode(
+        entries,
+        sid=record.session_id(session_key),
+        issued_at=now if issued_at is None else issued_at,
+        expires_at=now + 3600 if expires_at is None else expires_at,
+        version=version,
+        keyring=keyring or get_keyring(),
+        max_record_size=1 << 30,
+        max_payload_size=1 << 30,
+        compress_min_size=0 if compress else None,
+    )
+
+
+def pickled(**values: Any) -> dict[str, bytes]:
+    """Pickle each value with the plain stdlib pickler, as an attacker would."""
+    return {key: pickle.dumps(value, 5) for key, value in values.items()}
