@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 import types
 from dataclasses import dataclass
 
@@ -99,25 +100,59 @@ class EntryProblem(Exception):
 
 
 def split_entry(entry: object) -> tuple[str, str]:
-    """Split ``"module.Class"`` or ``"module:Class"`` into its two parts, or raise EntryProblem."""
+    """Split ``"module.Class"`` or ``"module:Class"`` into module and name, or raise EntryProblem.
+
+    For the dotted form the module is the longest importable prefix, so that
+    ``"shop.cart.Cart.Inner"`` is recognised as a nested name rather than a missing module.
+    """
     if not isinstance(entry, str) or not entry.strip():
         raise EntryProblem(f"{entry!r} is not a dotted class path such as 'shop.cart.Cart'.")
-    if entry.endswith((".*", ":*")) or entry.endswith("."):
+    if entry.endswith((".*", ":*", ".", ":")):
         raise EntryProblem(
             f"{entry!r} is a module-wide entry; list each class on its own, e.g. 'shop.cart.Cart'."
+        )
+    naive_module, _, naive_name = entry.replace(":", ".").rpartition(".")
+    if never_allowed(naive_module, naive_name):
+        # Refuse before importing anything the entry names.
+        raise EntryProblem(
+            f"{entry!r} is on the never-allow list (it can be used to run code) and "
+            "cannot be allowed by settings. Remove it.",
+            never_allowed=True,
         )
     if ":" in entry:
         module, _, qualname = entry.partition(":")
     else:
-        module, _, qualname = entry.rpartition(".")
-    if not module or not qualname:
+        parts = entry.split(".")
+        cut = len(parts) - 1
+        for end in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:end])
+            if _importable(prefix):
+                # Keep the longest module only if what follows it exists in it: otherwise
+                # a missing submodule would be reported as a nested name.
+                if end == len(parts) or hasattr(sys.modules[prefix], parts[end]):
+                    cut = end
+                break
+        module, qualname = ".".join(parts[:cut]), ".".join(parts[cut:])
+    if not module:
         raise EntryProblem(f"{entry!r} is not a dotted class path such as 'shop.cart.Cart'.")
+    if not qualname:
+        raise EntryProblem(
+            f"{entry!r} is a module; module-wide entries are refused. List each class on its own."
+        )
     if "." in qualname:
         raise EntryProblem(
             f"{entry!r} names a nested attribute ({qualname!r}); dotted names are refused "
             "because they let a pickle walk attributes. Move the class to module level."
         )
     return module, qualname
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def resolve_entry(entry: object) -> type:
@@ -132,15 +167,8 @@ def resolve_entry(entry: object) -> type:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        # "shop.cart" given as "shop:cart" or "shop.cart" may itself be a module: module-wide.
         raise EntryProblem(f"{entry!r}: module {module_name!r} cannot be imported ({exc}).") from exc
     obj = getattr(module, qualname, None)
-    if obj is None:
-        # A submodule that is not imported yet is not an attribute of its package.
-        try:
-            obj = importlib.import_module(f"{module_name}.{qualname}")
-        except ImportError:
-            obj = None
     if isinstance(obj, types.ModuleType):
         raise EntryProblem(
             f"{entry!r} is a module; module-wide entries are refused. List each class on its own."

@@ -1,0 +1,54 @@
+# One-word entry points. Each target creates .venv itself: a fresh clone needs only
+# Python and make.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# pyenv machines keep several Pythons but activate one; tox needs to see them all.
+export PYENV_VERSION ?= 3.11.7:3.10.13:3.12.1:3.13.0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test tox lint typing format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --editable . --group dev
+	touch $@
+
+## run: start the example project on http://$(HOST):$(PORT)/
+run: $(STAMP)
+	$(BIN)/python example_project/manage.py migrate --noinput
+	@echo "Example project: http://$(HOST):$(PORT)/"
+	$(BIN)/python example_project/manage.py runserver $(HOST):$(PORT)
+
+## test: the test suite, then the example project's tests (warnings are errors)
+test: $(STAMP)
+	$(BIN)/python -W error -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -W error -m pytest -c example_project/pytest.ini example_project/tests
+
+## tox: every supported Django x Python pair, plus lint and typing
+tox: $(STAMP)
+	$(BIN)/tox run-parallel --parallel 2 --parallel-no-spinner $(TOX_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typing: $(STAMP)
+	$(BIN)/mypy
+
+## bench: codec benchmark (prints figures, asserts nothing)
+bench: $(STAMP)
+	$(BIN)/python -m bench.codec
+
+clean:
+	rm -rf $(VENV) .tox .mypy_cache .ruff_cache build dist *.egg-info
