@@ -29,9 +29,9 @@ SECRET_KEY = "q7Lr-bench-codec-Zt4x9WmKp2Vn8sYc5Hd3Jf6Gb1Qe0Ra-uTyEiOoPlAsD"
 SESSION_KEY = "a" * 32
 MAC_SIZE = 32
 
-ROUNDS = 21
+ROUNDS = 31
 #: Target wall time of one candidate's batch within a round.
-BATCH_NS = 20_000_000
+BATCH_NS = 12_000_000
 
 #: Targets of the design, checked (and only printed) at the end.
 TARGET_ROUND_TRIP_VS_FLOOR = 1.2

@@ -38,10 +38,35 @@ NEVER_ALLOWED_NAMES: frozenset[str] = frozenset(
         *(
             f"builtins.{name}"
             for name in (
-                "eval exec compile __import__ open getattr setattr delattr globals locals vars "
-                "type object super breakpoint input memoryview map filter iter next classmethod "
-                "staticmethod property print help exit quit"
-            ).split()
+                "eval",
+                "exec",
+                "compile",
+                "__import__",
+                "open",
+                "getattr",
+                "setattr",
+                "delattr",
+                "globals",
+                "locals",
+                "vars",
+                "type",
+                "object",
+                "super",
+                "breakpoint",
+                "input",
+                "memoryview",
+                "map",
+                "filter",
+                "iter",
+                "next",
+                "classmethod",
+                "staticmethod",
+                "property",
+                "print",
+                "help",
+                "exit",
+                "quit",
+            )
         ),
         "functools.partial",
         "functools.partialmethod",
@@ -60,12 +85,60 @@ NEVER_ALLOWED_NAMES: frozenset[str] = frozenset(
 #: Modules none of whose names may be allowed (submodules included).
 NEVER_ALLOWED_MODULES: frozenset[str] = frozenset(
     (
-        "os posix nt sys subprocess _posixsubprocess pty runpy importlib pkgutil pydoc code "
-        "codeop pdb bdb profile cProfile timeit trace ctypes types pickle _pickle pickletools "
-        "marshal shelve dbm codecs _codecs copyreg io _io socket ssl shutil tempfile glob "
-        "multiprocessing threading _thread asyncio concurrent signal webbrowser platform "
-        "sysconfig site inspect gc weakref ast builtins zipimport"
-    ).split()
+        "os",
+        "posix",
+        "nt",
+        "sys",
+        "subprocess",
+        "_posixsubprocess",
+        "pty",
+        "runpy",
+        "importlib",
+        "pkgutil",
+        "pydoc",
+        "code",
+        "codeop",
+        "pdb",
+        "bdb",
+        "profile",
+        "cProfile",
+        "timeit",
+        "trace",
+        "ctypes",
+        "types",
+        "pickle",
+        "_pickle",
+        "pickletools",
+        "marshal",
+        "shelve",
+        "dbm",
+        "codecs",
+        "_codecs",
+        "copyreg",
+        "io",
+        "_io",
+        "socket",
+        "ssl",
+        "shutil",
+        "tempfile",
+        "glob",
+        "multiprocessing",
+        "threading",
+        "_thread",
+        "asyncio",
+        "concurrent",
+        "signal",
+        "webbrowser",
+        "platform",
+        "sysconfig",
+        "site",
+        "inspect",
+        "gc",
+        "weakref",
+        "ast",
+        "builtins",
+        "zipimport",
+    )
 )
 
 
@@ -167,7 +240,9 @@ def resolve_entry(entry: object) -> type:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise EntryProblem(f"{entry!r}: module {module_name!r} cannot be imported ({exc}).") from exc
+        raise EntryProblem(
+            f"{entry!r}: module {module_name!r} cannot be imported ({exc})."
+        ) from exc
     obj = getattr(module, qualname, None)
     if isinstance(obj, types.ModuleType):
         raise EntryProblem(
@@ -229,7 +304,9 @@ def get_allow_list() -> AllowList:
         by_name={(cls.__module__, cls.__qualname__): cls for cls in classes},
         classes=frozenset(classes),
         # The stdlib defaults reduce to (class, args) tuples; reviewed with the list above.
-        default_reduce=frozenset(cls for cls in classes if cls in defaults or _uses_default_reduce(cls)),
+        default_reduce=frozenset(
+            cls for cls in classes if cls in defaults or _uses_default_reduce(cls)
+        ),
     )
 
 

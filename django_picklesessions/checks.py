@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.apps import AppConfig
@@ -18,7 +19,9 @@ _KEYS_HINT = (
 
 
 @register(Tags.security)
-def check_signing_keys(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_signing_keys(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     """E001/W001: weak signing keys; E004: a malformed PICKLESESSIONS_KEYS."""
     raw = getattr(settings, "PICKLESESSIONS_KEYS", None)
     if raw is not None and (
@@ -29,7 +32,8 @@ def check_signing_keys(app_configs: list[AppConfig] | None = None, **kwargs: Any
     ):
         return [
             Error(
-                "PICKLESESSIONS_KEYS must be a non-empty list of secrets (str or bytes), newest first.",
+                "PICKLESESSIONS_KEYS must be a non-empty list of secrets (str or bytes), "
+                "newest first.",
                 hint="Set it to [new_key, old_key, ...], or remove it to use SECRET_KEY.",
                 id="django_picklesessions.E004",
             )
@@ -61,7 +65,7 @@ def check_signing_keys(app_configs: list[AppConfig] | None = None, **kwargs: Any
 
 @register(Tags.security)
 def check_allowed_classes(
-    app_configs: list[AppConfig] | None = None, **kwargs: Any
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """E002: an unusable allow-list entry; E003: an entry on the never-allow list."""
     entries = getattr(settings, "PICKLESESSIONS_ALLOWED_CLASSES", ())
@@ -89,7 +93,9 @@ def check_allowed_classes(
 
 
 @register()
-def check_sizes(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_sizes(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     """E005: size and mode settings of the wrong type or range."""
     messages: list[CheckMessage] = []
 

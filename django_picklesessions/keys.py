@@ -53,7 +53,9 @@ def configured_secrets() -> list[str | bytes]:
     keys = conf.KEYS
     if keys is not None:
         if isinstance(keys, (str, bytes)) or not isinstance(keys, (list, tuple)):
-            raise ImproperlyConfigured("PICKLESESSIONS_KEYS must be a list of secrets, newest first.")
+            raise ImproperlyConfigured(
+                "PICKLESESSIONS_KEYS must be a list of secrets, newest first."
+            )
         return list(keys)
     return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
 

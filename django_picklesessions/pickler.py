@@ -69,10 +69,11 @@ class Writer:
         try:
             self._pickler.dump(value)
         except _Refused as exc:
+            name = _name(exc.cls)
             raise TypeError(
-                f"Session key {key!r} cannot be stored: it holds a {_name(exc.cls)}, and {exc.why}. "
-                f"Add '{_name(exc.cls)}' to PICKLESESSIONS_ALLOWED_CLASSES if it is a plain data "
-                "class, or store plain values instead."
+                f"Session key {key!r} cannot be stored: it holds a {name}, and {exc.why}. "
+                f"Add '{name}' to PICKLESESSIONS_ALLOWED_CLASSES if it is a plain data class, "
+                "or store plain values instead."
             ) from None
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             raise TypeError(

@@ -37,12 +37,49 @@ from django_picklesessions.exceptions import ValueRejected
 #: Opcodes that ``pickle.dumps(value, 5)`` emits for allowed values; strict mode refuses others.
 STRICT_OPCODES: frozenset[str] = frozenset(
     (
-        "PROTO FRAME STOP MARK POP POP_MARK NONE NEWTRUE NEWFALSE BININT BININT1 BININT2 "
-        "LONG1 LONG4 BINFLOAT SHORT_BINUNICODE BINUNICODE SHORT_BINBYTES BINBYTES BYTEARRAY8 "
-        "EMPTY_LIST APPEND APPENDS EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 "
-        "EMPTY_DICT SETITEM SETITEMS EMPTY_SET ADDITEMS FROZENSET MEMOIZE BINGET LONG_BINGET "
-        "STACK_GLOBAL REDUCE NEWOBJ NEWOBJ_EX BUILD"
-    ).split()
+        "PROTO",
+        "FRAME",
+        "STOP",
+        "MARK",
+        "POP",
+        "POP_MARK",
+        "NONE",
+        "NEWTRUE",
+        "NEWFALSE",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG1",
+        "LONG4",
+        "BINFLOAT",
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "SHORT_BINBYTES",
+        "BINBYTES",
+        "BYTEARRAY8",
+        "EMPTY_LIST",
+        "APPEND",
+        "APPENDS",
+        "EMPTY_TUPLE",
+        "TUPLE",
+        "TUPLE1",
+        "TUPLE2",
+        "TUPLE3",
+        "EMPTY_DICT",
+        "SETITEM",
+        "SETITEMS",
+        "EMPTY_SET",
+        "ADDITEMS",
+        "FROZENSET",
+        "MEMOIZE",
+        "BINGET",
+        "LONG_BINGET",
+        "STACK_GLOBAL",
+        "REDUCE",
+        "NEWOBJ",
+        "NEWOBJ_EX",
+        "BUILD",
+    )
 )
 
 #: Strict mode's bound on the opcodes of one value.

@@ -42,7 +42,7 @@ def test_unlisted_class_fails_naming_key_and_class() -> None:
 
 
 def test_nested_unlisted_class_fails_naming_it() -> None:
-    cart = Cart(items=[NotAllowed()])  # type: ignore[list-item]
+    cart = Cart(items=[NotAllowed()])
     with pytest.raises(TypeError, match=r"'cart'.*tests\.cart\.NotAllowed"):
         save_value(cart, key="cart")
 
@@ -81,7 +81,7 @@ def test_reduce_to_global_name_is_refused(settings) -> None:
 
 def test_non_string_session_key_is_refused() -> None:
     store = SessionStore()
-    store._get_session()[1] = "x"  # type: ignore[index]
+    store._get_session()[1] = "x"
     store.modified = True
     with pytest.raises(TypeError, match="Session keys must be str"):
         store.encode({1: "x"})  # type: ignore[dict-item]

@@ -23,12 +23,6 @@ def plant(session_key: str, data: bytes) -> None:
     locmem._records[SessionStore.address(session_key)] = (data, int(time.time()) + 3600)
 
 
-def load(session_key: str) -> SessionStore:
-    store = SessionStore(session_key)
-    store.load()  # fills nothing; use _get_session for the cache
-    return store
-
-
 def loaded_items(session_key: str) -> dict[str, object]:
     store = SessionStore(session_key)
     return dict(store.items())
@@ -88,8 +82,9 @@ def test_record_signed_with_unknown_key_is_rejected(security_log, unpickle_spy) 
     keyring = Keyring(current=stranger, by_id={stranger.key_id: stranger})
     plant(KEY, sign_raw(KEY, pickled(_auth_user_id="1"), keyring=keyring))
     assert loaded_items(KEY) == {}
+    prefix = SessionStore.address(KEY)[:8]
     assert [r.getMessage() for r in security_log()] == [
-        f"Session data corrupted or invalid (unknown_key) for session {SessionStore.address(KEY)[:8]}…"
+        f"Session data corrupted or invalid (unknown_key) for session {prefix}…"
     ]
     assert unpickle_spy.calls == 0
 
@@ -208,7 +203,9 @@ def test_compressed_stream_with_trailing_garbage_is_rejected(security_log) -> No
 def test_malformed_payload_under_a_valid_mac_is_rejected(payload, security_log) -> None:
     keyring = get_keyring()
     sid = record.session_id(KEY)
-    header = record.HEADER.pack(record.MAGIC, 1, 0, keyring.current.key_id, 0, 2**40, 1, len(payload))
+    header = record.HEADER.pack(
+        record.MAGIC, 1, 0, keyring.current.key_id, 0, 2**40, 1, len(payload)
+    )
     signed = header + payload
     plant(KEY, signed + record.hmac.digest(keyring.current.mac_key, sid + signed, "sha256"))
     assert loaded_items(KEY) == {}

@@ -156,7 +156,9 @@ def test_value_whose_class_is_gone_drops_only_that_key(settings, caplog, securit
 
 
 def test_items_and_values_skip_dropped_keys(caplog) -> None:
-    data = sign_raw("d" * 32, {"ok": pickle.dumps(1, 5), "bad": b"\x80\x05\x8c\x02os\x8c\x06system\x93."})
+    data = sign_raw(
+        "d" * 32, {"ok": pickle.dumps(1, 5), "bad": b"\x80\x05\x8c\x02os\x8c\x06system\x93."}
+    )
     locmem._records[SessionStore.address("d" * 32)] = (data, int(time.time()) + 60)
     store = SessionStore("d" * 32)
     assert dict(store.items()) == {"ok": 1}

@@ -90,7 +90,9 @@ def test_round_trip_of_project_dataclass() -> None:
 
 
 def test_round_trip_of_class_with_custom_reduce() -> None:
-    assert round_trip(Money(decimal.Decimal("3.10"), "EUR")) == Money(decimal.Decimal("3.10"), "EUR")
+    assert round_trip(Money(decimal.Decimal("3.10"), "EUR")) == Money(
+        decimal.Decimal("3.10"), "EUR"
+    )
 
 
 def test_shared_references_survive() -> None:
@@ -125,13 +127,15 @@ def test_os_system_gadget_signed_with_real_key_is_rejected(tmp_path: Path, caplo
 
 
 def test_builtins_eval_gadget_signed_with_real_key_is_rejected(caplog) -> None:
-    builtins._picklesessions_canary = False  # type: ignore[attr-defined]
-    raw = pickle.dumps(_Gadget(eval, "setattr(__import__('builtins'), '_picklesessions_canary', True)"), 5)
+    builtins._picklesessions_canary = False
+    raw = pickle.dumps(
+        _Gadget(eval, "setattr(__import__('builtins'), '_picklesessions_canary', True)"), 5
+    )
     store = plant_value(raw)
     assert "evil" not in store
-    assert builtins._picklesessions_canary is False  # type: ignore[attr-defined]
+    assert builtins._picklesessions_canary is False
     assert "global 'builtins.eval' is not allowed" in caplog.text
-    del builtins._picklesessions_canary  # type: ignore[attr-defined]
+    del builtins._picklesessions_canary
 
 
 @pytest.mark.parametrize(
@@ -153,8 +157,12 @@ def test_builtins_eval_gadget_signed_with_real_key_is_rejected(caplog) -> None:
 def test_any_global_outside_the_allow_list_is_rejected(module: str, name: str) -> None:
     raw = (
         b"\x80\x05"
-        + b"\x8c" + bytes([len(module)]) + module.encode()
-        + b"\x8c" + bytes([len(name)]) + name.encode()
+        + b"\x8c"
+        + bytes([len(module)])
+        + module.encode()
+        + b"\x8c"
+        + bytes([len(name)])
+        + name.encode()
         + b"\x93."
     )
     with pytest.raises(ValueRejected, match="is not allowed"):

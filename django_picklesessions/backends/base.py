@@ -9,6 +9,7 @@ async variants) is implemented here once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, NamedTuple
@@ -83,10 +84,8 @@ class SessionData(MutableMapping[str, Any]):
 
     def _decode_all(self) -> None:
         for key in [k for k, v in self._items.items() if v is _PENDING]:
-            try:
+            with contextlib.suppress(KeyError):  # dropped and logged by _decode
                 self._decode(key)
-            except KeyError:
-                pass
 
     def items(self) -> Any:
         self._decode_all()
@@ -171,7 +170,7 @@ class PickleSessionBase(SessionBase):
 
     # ``modified`` also notices in-place changes to values that were read, so that
     # ``request.session["cart"].items.append(...)`` is saved without further ado.
-    @property  # type: ignore[override]
+    @property
     def modified(self) -> bool:
         if self._explicitly_modified:
             return True
@@ -260,7 +259,7 @@ class PickleSessionBase(SessionBase):
         self._loaded_with_fallback = verified.key_position > 0
         return SessionData(verified.entries)
 
-    def decode(self, session_data: Any) -> dict[str, Any]:  # type: ignore[override]
+    def decode(self, session_data: Any) -> dict[str, Any]:
         """Return a record's contents as a plain dict, every value unpickled."""
         return dict(self.decode_record(session_data).items())
 
@@ -341,7 +340,7 @@ class PickleSessionBase(SessionBase):
 
     def create(self) -> None:
         while True:
-            self._session_key = self._get_new_session_key()
+            self._session_key = self._get_new_session_key()  # type: ignore[attr-defined]
             try:
                 self.save(must_create=True)
             except CreateError:
@@ -351,7 +350,7 @@ class PickleSessionBase(SessionBase):
 
     async def acreate(self) -> None:
         while True:
-            self._session_key = await self._aget_new_session_key()
+            self._session_key = await self._aget_new_session_key()  # type: ignore[attr-defined]
             try:
                 await self.asave(must_create=True)
             except CreateError:
@@ -407,14 +406,14 @@ class PickleSessionBase(SessionBase):
         self.modified = True
 
     def _get_session(self, no_load: bool = False) -> Any:
-        session = super()._get_session(no_load)
+        session = super()._get_session(no_load)  # type: ignore[misc]
         if type(session) is dict and not session:
             # Django puts a plain {} here for new and cleared sessions; keep one type.
             session = self._session_cache = SessionData()
         return session
 
     async def _aget_session(self, no_load: bool = False) -> Any:
-        session = await super()._aget_session(no_load)
+        session = await super()._aget_session(no_load)  # type: ignore[misc]
         if type(session) is dict and not session:
             session = self._session_cache = SessionData()
         return session

@@ -16,7 +16,9 @@ ITEMS = {"tea": ("Green tea", Decimal("4.50")), "cup": ("Stoneware cup", Decimal
 
 def index(request: HttpRequest) -> HttpResponse:
     basket = request.session.get("basket") or Basket()
-    record = request.session.encode(dict(request.session.items())) if request.session.keys() else b""
+    record = (
+        request.session.encode(dict(request.session.items())) if request.session.keys() else b""
+    )
     rows = [
         {"key": key, "type": f"{type(value).__module__}.{type(value).__qualname__}", "value": value}
         for key, value in request.session.items()

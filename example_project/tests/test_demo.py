@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.test import Client
-
 from demo.basket import Basket
+from django.test import Client
 
 
 def test_add_twice_and_read_back() -> None:
