@@ -1,8 +1,8 @@
 """Every ``PICKLESESSIONS_*`` setting, with its default, read in this one place.
 
-Values are read from ``django.conf.settings`` on each access, so ``override_settings``
-works. Objects derived from settings (the keyring, the allow-list) are cached by their
-modules and dropped here whenever a setting they depend on changes.
+Values are read once and dropped whenever Django's ``setting_changed`` signal says a setting
+changed (``override_settings`` sends it). Objects derived from settings (the keyring, the
+allow-list) are cached by their modules and dropped the same way.
 """
 
 from __future__ import annotations
@@ -26,38 +26,55 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _get(name: str) -> Any:
-    return getattr(django_settings, PREFIX + name, DEFAULTS[name])
-
-
 class Settings:
-    """Attribute access to the package's settings, by their names without the prefix."""
+    """Attribute access to the package's settings, by their names without the prefix.
+
+    Values are read once and kept until a ``PICKLESESSIONS_*`` setting changes: an unset
+    setting costs Django's lazy settings an exception on every read, and these are read on
+    every request.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] | None = None
+
+    def _get(self, name: str) -> Any:
+        values = self._values
+        if values is None:
+            values = self._values = {
+                key: getattr(django_settings, PREFIX + key, default)
+                for key, default in DEFAULTS.items()
+            }
+        return values[name]
+
+    def reset(self) -> None:
+        """Forget the values read so far."""
+        self._values = None
 
     # The names mirror the settings, hence upper case.
     @property
     def KEYS(self) -> Any:  # noqa: N802
-        return _get("KEYS")
+        return self._get("KEYS")
 
     @property
     def ALLOWED_CLASSES(self) -> Any:  # noqa: N802
-        return _get("ALLOWED_CLASSES")
+        return self._get("ALLOWED_CLASSES")
 
     @property
     def MAX_RECORD_SIZE(self) -> int:  # noqa: N802
-        return int(_get("MAX_RECORD_SIZE"))
+        return int(self._get("MAX_RECORD_SIZE"))
 
     @property
     def MAX_PAYLOAD_SIZE(self) -> int:  # noqa: N802
-        return int(_get("MAX_PAYLOAD_SIZE"))
+        return int(self._get("MAX_PAYLOAD_SIZE"))
 
     @property
     def COMPRESS_MIN_SIZE(self) -> int | None:  # noqa: N802
-        value = _get("COMPRESS_MIN_SIZE")
+        value = self._get("COMPRESS_MIN_SIZE")
         return None if value is None else int(value)
 
     @property
     def STRICT_UNPICKLING(self) -> bool:  # noqa: N802
-        return bool(_get("STRICT_UNPICKLING"))
+        return bool(self._get("STRICT_UNPICKLING"))
 
 
 conf = Settings()
@@ -78,6 +95,8 @@ def on_change(*setting_names: str) -> Callable[[Callable[[], None]], Callable[[]
 
 
 def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith(PREFIX):
+        conf.reset()
     for func in _invalidators.get(setting, ()):
         func()
 

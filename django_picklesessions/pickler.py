@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import io
 import pickle
+import threading
 from typing import Any
 
-from django_picklesessions.allowlist import AllowList
+from django_picklesessions.allowlist import AllowList, get_allow_list
 
 PROTOCOL = 5
+# Exact types pickle writes with opcodes alone, never with a global.
+_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
 
 
 class _Refused(Exception):
@@ -57,11 +60,14 @@ class Writer:
     """Pickle one value at a time, reusing one pickler and buffer for a whole session."""
 
     def __init__(self, allow: AllowList) -> None:
+        self.allow = allow
         self._buffer = io.BytesIO()
         self._pickler = _CheckingPickler(self._buffer, allow)
 
     def dumps(self, key: str, value: Any) -> bytes:
         """Return the pickle of ``value``, or raise TypeError naming ``key`` and the class."""
+        if type(value) in _SCALARS:
+            return pickle.dumps(value, PROTOCOL)  # no globals possible: nothing to check
         buffer = self._buffer
         buffer.seek(0)
         buffer.truncate()
@@ -81,3 +87,15 @@ class Writer:
                 f"failed ({exc})."
             ) from exc
         return buffer.getvalue()
+
+
+_local = threading.local()
+
+
+def get_writer() -> Writer:
+    """Return this thread's writer for the current allow-list (building one costs ~2 µs)."""
+    allow = get_allow_list()
+    writer: Writer | None = getattr(_local, "writer", None)
+    if writer is None or writer.allow is not allow:
+        writer = _local.writer = Writer(allow)
+    return writer

@@ -30,7 +30,7 @@ import pickle
 import pickletools
 from typing import Any
 
-from django_picklesessions.allowlist import get_allow_list
+from django_picklesessions.allowlist import AllowList, get_allow_list
 from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import ValueRejected
 
@@ -89,16 +89,27 @@ MAX_STRICT_OPCODES = 200_000
 class _RestrictedUnpickler(pickle.Unpickler):
     """C unpickler whose globals come from the allow-list dictionary and nowhere else."""
 
-    def __init__(self, data: bytes, allowed: dict[tuple[str, str], type]) -> None:
-        # fix_imports=False: no Python 2 name remapping, the names are taken as written.
-        super().__init__(io.BytesIO(data), fix_imports=False)
-        self._allowed = allowed
+    # Set on the subclass made for each allow-list: a class attribute, so that creating an
+    # unpickler per value costs no Python-level __init__.
+    allowed: dict[tuple[str, str], type] = {}
 
     def find_class(self, module: str, name: str) -> type:
         try:
-            return self._allowed[module, name]
+            return self.allowed[module, name]
         except (KeyError, TypeError):
             raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed") from None
+
+
+_unpickler_cache: tuple[AllowList, type[_RestrictedUnpickler]] | None = None
+
+
+def _unpickler_class(allow: AllowList) -> type[_RestrictedUnpickler]:
+    global _unpickler_cache
+    cached = _unpickler_cache
+    if cached is None or cached[0] is not allow:
+        cls = type("RestrictedUnpickler", (_RestrictedUnpickler,), {"allowed": allow.by_name})
+        cached = _unpickler_cache = (allow, cls)
+    return cached[1]
 
 
 def validate_opcodes(data: bytes) -> None:
@@ -128,13 +139,56 @@ def _extensions_registered() -> bool:
     return bool(registry or cache)
 
 
+_CONSTANTS: dict[int, Any] = {0x4E: None, 0x88: True, 0x89: False}
+_FRAMED = b"\x80\x05\x95"  # PROTO 5, FRAME
+_NOT_SIMPLE = object()
+
+
+def _simple(data: bytes) -> Any:
+    """Decode the few exact shapes ``pickle.dumps(x, 5)`` gives a str, small int, bool or None.
+
+    Most session keys hold such scalars (the auth keys, flags, counters). Reading them needs
+    no unpickler at all: these shapes contain no global, so parsing them here is both safe
+    and several times faster. Any other shape returns ``_NOT_SIMPLE``.
+    """
+    n = len(data)
+    if n == 4 and data[3] == 0x2E:  # PROTO 5, NONE / NEWTRUE / NEWFALSE, STOP
+        return _CONSTANTS.get(data[2], _NOT_SIMPLE)
+    if n == 5 and data[2] == 0x4B and data[4] == 0x2E:  # BININT1
+        return data[3]
+    if (
+        n < 15
+        or not data.startswith(_FRAMED)
+        or int.from_bytes(data[3:11], "little") != n - 11
+        or data[-1] != 0x2E
+    ):
+        return _NOT_SIMPLE
+    opcode = data[11]
+    if opcode == 0x8C and data[12] == n - 15 and data[-2] == 0x94:  # SHORT_BINUNICODE, MEMOIZE
+        return data[13:-2].decode("utf-8", "surrogatepass")
+    binunicode = opcode == 0x58 and n >= 20 and data[-2] == 0x94  # BINUNICODE, MEMOIZE
+    if binunicode and int.from_bytes(data[12:16], "little") == n - 18:
+        return data[16:-2].decode("utf-8", "surrogatepass")
+    if opcode == 0x4D and n == 15:  # BININT2
+        return int.from_bytes(data[12:14], "little")
+    if opcode == 0x4A and n == 17:  # BININT
+        return int.from_bytes(data[12:16], "little", signed=True)
+    return _NOT_SIMPLE
+
+
 def loads(data: bytes) -> Any:
     """Unpickle one session value through the allow-list; raise ValueRejected on any failure."""
-    allowed = get_allow_list().by_name  # outside the try: a settings error must stay loud
+    unpickler = _unpickler_class(get_allow_list())  # outside the try: settings errors stay loud
     try:
+        if not (data.startswith(b"\x80\x05") and data.endswith(b".")):
+            raise pickle.UnpicklingError("not a protocol-5 pickle")
+        value = _simple(data)
+        if value is not _NOT_SIMPLE:
+            return value
         if conf.STRICT_UNPICKLING or _extensions_registered():
             validate_opcodes(data)
-        return _RestrictedUnpickler(data, allowed).load()
+        # fix_imports=False: no Python 2 name remapping, names are taken as written.
+        return unpickler(io.BytesIO(data), fix_imports=False).load()
     except RecursionError as exc:
         raise ValueRejected("nesting too deep") from exc
     except MemoryError as exc:

@@ -20,11 +20,10 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase
 from django.utils import timezone
 
 from django_picklesessions import record, unpickler
-from django_picklesessions.allowlist import get_allow_list
 from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import RecordError, ValueRejected
 from django_picklesessions.keys import get_keyring
-from django_picklesessions.pickler import Writer
+from django_picklesessions.pickler import Writer, get_writer
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 logger = logging.getLogger("django_picklesessions")
@@ -177,7 +176,7 @@ class PickleSessionBase(SessionBase):
         cache = self.__dict__.get("_session_cache")
         if not isinstance(cache, SessionData):
             return False
-        if self._loaded_with_fallback or cache.has_changes(Writer(get_allow_list())):
+        if self._loaded_with_fallback or cache.has_changes(get_writer()):
             self._explicitly_modified = True
         return self._explicitly_modified
 
@@ -271,7 +270,7 @@ class PickleSessionBase(SessionBase):
 
     def _prepare(self, data: Mapping[str, Any], must_create: bool) -> _Prepared | None:
         """Build the record to write, or None when it would store exactly what is stored."""
-        writer = Writer(get_allow_list())
+        writer = get_writer()
         sid = record.session_id(self.session_key)
         if isinstance(data, SessionData):
             entries, changed = data.entries(writer)
@@ -291,7 +290,8 @@ class PickleSessionBase(SessionBase):
                     raise TypeError(f"Session keys must be str, not {type(key).__name__}: {key!r}.")
                 entries[key] = writer.dumps(key, value)
         now = self._now()
-        expires_at = now + self.get_expiry_age()
+        # The expiry comes from the data being written, never from a (re)load of the store.
+        expires_at = now + self.get_expiry_age(expiry=data.get("_session_expiry"))
         version = 1 if must_create else self._loaded_version + 1
         data_bytes = record.encode(
             entries,
