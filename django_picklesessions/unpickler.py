@@ -178,13 +178,16 @@ def _simple(data: bytes) -> Any:
 
 def loads(data: bytes) -> Any:
     """Unpickle one session value through the allow-list; raise ValueRejected on any failure."""
+    if not (data.startswith(b"\x80\x05") and data.endswith(b".")):
+        raise ValueRejected("not a protocol-5 pickle")
+    try:
+        value = _simple(data)
+    except UnicodeDecodeError as exc:
+        raise ValueRejected(f"UnicodeDecodeError: {exc}") from exc
+    if value is not _NOT_SIMPLE:
+        return value
     unpickler = _unpickler_class(get_allow_list())  # outside the try: settings errors stay loud
     try:
-        if not (data.startswith(b"\x80\x05") and data.endswith(b".")):
-            raise pickle.UnpicklingError("not a protocol-5 pickle")
-        value = _simple(data)
-        if value is not _NOT_SIMPLE:
-            return value
         if conf.STRICT_UNPICKLING or _extensions_registered():
             validate_opcodes(data)
         # fix_imports=False: no Python 2 name remapping, names are taken as written.

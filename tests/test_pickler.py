@@ -42,7 +42,7 @@ def test_unlisted_class_fails_naming_key_and_class() -> None:
 
 
 def test_nested_unlisted_class_fails_naming_it() -> None:
-    cart = Cart(items=[NotAllowed()])
+    cart = Cart(items=[NotAllowed()])  # type: ignore[list-item]
     with pytest.raises(TypeError, match=r"'cart'.*tests\.cart\.NotAllowed"):
         save_value(cart, key="cart")
 
