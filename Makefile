@@ -8,8 +8,17 @@ STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-# pyenv machines keep several Pythons but activate one; tox needs to see them all.
+# pyenv machines keep several Pythons but activate one; tox needs to see them all. The
+# shims alone are not enough (tox queries interpreters in a cleaned environment), so each
+# version's bin directory also goes on PATH.
 export PYENV_VERSION ?= 3.11.7:3.10.13:3.12.1:3.13.0
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null)
+ifneq ($(PYENV_ROOT),)
+empty :=
+space := $(empty) $(empty)
+PYENV_BINS := $(wildcard $(foreach v,$(subst :, ,$(PYENV_VERSION)),$(PYENV_ROOT)/versions/$(v)/bin))
+export PATH := $(subst $(space),:,$(PYENV_BINS)):$(PATH)
+endif
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test tox lint typing format bench clean
