@@ -172,6 +172,14 @@ class EntryProblem(Exception):
         self.never_allowed = never_allowed
 
 
+def _never_allowed_problem(entry: object) -> EntryProblem:
+    return EntryProblem(
+        f"{entry!r} is on the never-allow list (it can be used to run code) and cannot be "
+        "allowed by settings. Remove it.",
+        never_allowed=True,
+    )
+
+
 def split_entry(entry: object) -> tuple[str, str]:
     """Split ``"module.Class"`` or ``"module:Class"`` into module and name, or raise EntryProblem.
 
@@ -187,11 +195,7 @@ def split_entry(entry: object) -> tuple[str, str]:
     naive_module, _, naive_name = entry.replace(":", ".").rpartition(".")
     if never_allowed(naive_module, naive_name):
         # Refuse before importing anything the entry names.
-        raise EntryProblem(
-            f"{entry!r} is on the never-allow list (it can be used to run code) and "
-            "cannot be allowed by settings. Remove it.",
-            never_allowed=True,
-        )
+        raise _never_allowed_problem(entry)
     if ":" in entry:
         module, _, qualname = entry.partition(":")
     else:
@@ -232,11 +236,7 @@ def resolve_entry(entry: object) -> type:
     """Import the class an entry names and check it is exactly what pickle will write."""
     module_name, qualname = split_entry(entry)
     if never_allowed(module_name, qualname):
-        raise EntryProblem(
-            f"{entry!r} is on the never-allow list (it can be used to run code) and "
-            "cannot be allowed by settings. Remove it.",
-            never_allowed=True,
-        )
+        raise _never_allowed_problem(entry)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -261,10 +261,7 @@ def resolve_entry(entry: object) -> type:
             f"so list it as '{real[0]}.{real[1]}'."
         )
     if never_allowed(*real):
-        raise EntryProblem(
-            f"{entry!r} is on the never-allow list and cannot be allowed. Remove it.",
-            never_allowed=True,
-        )
+        raise _never_allowed_problem(entry)
     return obj
 
 
