@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PAYLOAD_SIZE": 1024 * 1024,
     "COMPRESS_MIN_SIZE": 64 * 1024,
     "STRICT_UNPICKLING": False,
+    "FILE_PATH": None,
+    "FILE_FSYNC": False,
 }
 
 
@@ -75,6 +77,14 @@ class Settings:
     @property
     def STRICT_UNPICKLING(self) -> bool:  # noqa: N802
         return bool(self._get("STRICT_UNPICKLING"))
+
+    @property
+    def FILE_PATH(self) -> Any:  # noqa: N802
+        return self._get("FILE_PATH")
+
+    @property
+    def FILE_FSYNC(self) -> bool:  # noqa: N802
+        return bool(self._get("FILE_FSYNC"))
 
 
 conf = Settings()

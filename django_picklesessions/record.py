@@ -42,7 +42,7 @@ def session_id(session_key: str | None) -> bytes:
     """
     if not session_key:
         return _NO_SESSION
-    return hashlib.sha256(session_key.encode("ascii", "surrogateescape")).digest()
+    return hashlib.sha256(session_key.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,12 @@ def decode(
     keyring: Keyring,
     max_record_size: int,
     max_payload_size: int,
+    check_expiry: bool = True,
 ) -> Record:
-    """Verify a record and return its entries, or raise RecordError with a reason code."""
+    """Verify a record and return its entries, or raise RecordError with a reason code.
+
+    ``check_expiry=False`` is for inspecting stored records (the admin), never for loading.
+    """
     # 1. Size, before any other work.
     if len(data) > max_record_size:
         raise RecordError("size")
@@ -168,9 +172,9 @@ def decode(
     if not hmac.compare_digest(expected, data[-MAC_SIZE:]):
         raise RecordError("bad_mac")
     # 4. Signed expiry: the storage's own expiry column or mtime is only a cleanup hint.
-    if expires_at <= now:
+    if check_expiry and expires_at <= now:
         raise RecordError("expired")
-    if issued_at > now + CLOCK_SKEW:
+    if check_expiry and issued_at > now + CLOCK_SKEW:
         raise RecordError("future")
     payload = data[HEADER.size : -MAC_SIZE]
     # 5. Decompression, capped so a small record cannot expand without bound.
@@ -196,6 +200,12 @@ def peek_expiry(data: bytes) -> int | None:
         return None
     expires_at: int = HEADER.unpack_from(data)[5]
     return expires_at
+
+
+def version_of(data: bytes) -> int:
+    """Return the version counter of a record this process just built (not verified)."""
+    version: int = HEADER.unpack_from(data)[6]
+    return version
 
 
 def _decompress(payload: bytes, limit: int) -> bytes:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,3 +49,34 @@ def unpickle_spy(monkeypatch: pytest.MonkeyPatch) -> UnpickleSpy:
     spy = UnpickleSpy()
     monkeypatch.setattr(unpickler, "loads", spy)
     return spy
+
+
+# --- Database servers -------------------------------------------------------------------
+
+_SERVERS = {"postgresql": ("PostgreSQL", 5432), "mariadb": ("MariaDB", 3306)}
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the run's tests when its database server is down; in CI, fail instead."""
+    from django.conf import settings
+
+    if settings.TEST_DB not in _SERVERS:
+        return
+    name, port = _SERVERS[settings.TEST_DB]
+    if _reachable(port):
+        return
+    reason = (
+        f"{name} is not reachable on 127.0.0.1:{port} (PICKLESESSIONS_TEST_DB={settings.TEST_DB})"
+    )
+    if os.environ.get("CI"):
+        pytest.exit(f"{reason}; CI needs every database server.", returncode=1)
+    for item in items:
+        item.add_marker(pytest.mark.skip(reason=reason))

@@ -25,3 +25,7 @@ urlpatterns = [
     path("set/<str:key>/<str:value>/", set_value),
     path("cart/", cart_count),
 ]
+
+from django.contrib import admin  # noqa: E402
+
+urlpatterns.append(path("admin/", admin.site.urls))

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.sessions.backends.base import CreateError, SessionBase
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, SessionBase
 from django.utils import timezone
 
 from django_picklesessions import record, unpickler
@@ -32,8 +32,17 @@ logger = logging.getLogger("django_picklesessions")
 _Pending = type("_Pending", (), {"__repr__": lambda self: "<not decoded>"})
 _PENDING = _Pending()
 
+#: Longest session key read from storage; Django's keys are 32 characters.
+MAX_KEY_LENGTH = 64
+_VALID_KEY_CHARS = frozenset(VALID_KEY_CHARS)
+
 # Values of these types cannot change in place: read-only access needs no re-pickling.
 _IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def epoch_now() -> int:
+    """Return the current Unix time in seconds, through Django's clock (tests can move it)."""
+    return int(timezone.now().timestamp())
 
 
 class SessionData(MutableMapping[str, Any]):
@@ -223,7 +232,7 @@ class PickleSessionBase(SessionBase):
     # --- Record encoding ----------------------------------------------------------------
 
     def _now(self) -> int:
-        return int(timezone.now().timestamp())
+        return epoch_now()
 
     def decode_record(self, data: bytes | bytearray | memoryview | str | None) -> SessionData:
         """Verify a stored record for this session and return its lazy contents.
@@ -317,20 +326,32 @@ class PickleSessionBase(SessionBase):
 
     # --- SessionBase contract -----------------------------------------------------------
 
-    def load(self) -> SessionData:  # type: ignore[override]
-        data = self._read(self.address(self.session_key)) if self.session_key else None
+    def _key_to_read(self) -> str | None:
+        """Return the address to read, or None for no key or a key we never issue."""
+        key = self.session_key
+        if not key:
+            return None
+        if len(key) > MAX_KEY_LENGTH or not _VALID_KEY_CHARS.issuperset(key):
+            # Our keys are 32 of [a-z0-9]; anything else is a forged cookie. It is hashed like
+            # any key, so it could do no harm in storage, but it is not worth a query either.
+            security_logger.warning("Session key refused (format): %r…", key[:8])
+            return None
+        return self.address(key)
+
+    def _loaded(self, data: bytes | None) -> SessionData:
         session = self.decode_record(data)
         if self._loaded_sid is None:
             # Unknown or invalid: never adopt the key, a save issues a new one.
             self._session_key = None
         return session
 
+    def load(self) -> SessionData:  # type: ignore[override]
+        address = self._key_to_read()
+        return self._loaded(None if address is None else self._read(address))
+
     async def aload(self) -> SessionData:  # type: ignore[override]
-        data = await self._aread(self.address(self.session_key)) if self.session_key else None
-        session = self.decode_record(data)
-        if self._loaded_sid is None:
-            self._session_key = None
-        return session
+        address = self._key_to_read()
+        return self._loaded(None if address is None else await self._aread(address))
 
     def exists(self, session_key: str) -> bool:
         return self._contains(self.address(session_key))

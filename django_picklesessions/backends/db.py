@@ -1,0 +1,202 @@
+"""Database session engine: one row per session in any database Django supports.
+
+Loads and saves are one SQL statement each, written once per model and connection and sent
+through Django's cursor, not the ORM: the ORM's per-query work costs more than the query on
+SQLite. The async methods use the async ORM.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.db import IntegrityError, connections, router, transaction
+from django.utils.functional import cached_property
+
+from django_picklesessions import record
+from django_picklesessions.backends.base import PickleSessionBase, epoch_now
+
+if TYPE_CHECKING:
+    from django_picklesessions.models import AbstractSession
+
+
+@dataclass(frozen=True)
+class _Statements:
+    select: str
+    exists: str
+    insert: str
+    update: str
+    delete: str
+    expired: str
+    delete_many: str  # formatted with the placeholders of one batch
+
+
+@functools.cache
+def _statements(model: type[AbstractSession], alias: str) -> _Statements:
+    """Write the SQL of each operation once for a model and a connection."""
+    quote = connections[alias].ops.quote_name
+    table = quote(model._meta.db_table)
+    fields = {field.name: field for field in model._meta.concrete_fields}
+    address, record, expires_at, version = (
+        quote(fields[name].column or name)
+        for name in ("address", "record", "expires_at", "version")
+    )
+    return _Statements(
+        select=f"SELECT {record} FROM {table} WHERE {address} = %s AND {expires_at} > %s",
+        exists=f"SELECT 1 FROM {table} WHERE {address} = %s",
+        insert=(
+            f"INSERT INTO {table} ({address}, {record}, {expires_at}, {version}) "
+            "VALUES (%s, %s, %s, %s)"
+        ),
+        update=(
+            f"UPDATE {table} SET {record} = %s, {expires_at} = %s, {version} = %s "
+            f"WHERE {address} = %s"
+        ),
+        delete=f"DELETE FROM {table} WHERE {address} = %s",
+        expired=f"SELECT {address} FROM {table} WHERE {expires_at} <= %s ORDER BY {expires_at}",
+        delete_many=f"DELETE FROM {table} WHERE {address} IN ({{}})",
+    )
+
+
+class SessionStore(PickleSessionBase):
+    """Keep signed records in a table: ``django_picklesessions.models.Session`` by default."""
+
+    #: Rows deleted per statement by ``clear_expired``: memory stays flat on any table size.
+    clear_expired_batch_size = 1000
+
+    @classmethod
+    def get_model_class(cls) -> type[AbstractSession]:
+        # Imported here so that importing the engine needs no app registry.
+        from django_picklesessions.models import Session
+
+        return Session
+
+    @cached_property
+    def model(self) -> type[AbstractSession]:
+        return self.get_model_class()
+
+    def _get_new_session_key(self) -> str:
+        # No existence query first: a collision (1 in 2**165) fails the INSERT with
+        # CreateError, and create() draws another key.
+        from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+        from django.utils.crypto import get_random_string
+
+        return get_random_string(32, VALID_KEY_CHARS)
+
+    async def _aget_new_session_key(self) -> str:
+        return self._get_new_session_key()
+
+    # --- Sync: one statement each ----------------------------------------------------------
+
+    def _read(self, address: str) -> bytes | None:
+        alias = router.db_for_read(self.model)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(_statements(self.model, alias).select, [address, epoch_now()])
+            row = cursor.fetchone()
+        return None if row is None else row[0]
+
+    def _write(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
+        alias = router.db_for_write(self.model)
+        connection = connections[alias]
+        sql = _statements(self.model, alias)
+        version = record.version_of(data)  # the column mirrors the signed header
+        if must_create:
+            try:
+                # Inside a transaction a failed INSERT must not break it: use a savepoint.
+                if connection.in_atomic_block:
+                    with transaction.atomic(using=alias), connection.cursor() as cursor:
+                        cursor.execute(sql.insert, [address, data, expires_at, version])
+                else:
+                    with connection.cursor() as cursor:
+                        cursor.execute(sql.insert, [address, data, expires_at, version])
+            except IntegrityError:
+                raise CreateError from None
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(sql.update, [data, expires_at, version, address])
+            updated = cursor.rowcount
+        if updated == 0:
+            raise UpdateError  # deleted meanwhile: Django turns this into SessionInterrupted
+
+    def _remove(self, address: str) -> None:
+        alias = router.db_for_write(self.model)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(_statements(self.model, alias).delete, [address])
+
+    def _contains(self, address: str) -> bool:
+        alias = router.db_for_read(self.model)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(_statements(self.model, alias).exists, [address])
+            return cursor.fetchone() is not None
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        model = cls.get_model_class()
+        alias = router.db_for_write(model)
+        sql = _statements(model, alias)
+        now = epoch_now()
+        while True:
+            with connections[alias].cursor() as cursor:
+                cursor.execute(sql.expired + f" LIMIT {int(cls.clear_expired_batch_size)}", [now])
+                batch = [row[0] for row in cursor.fetchall()]
+                if batch:
+                    placeholders = ", ".join(["%s"] * len(batch))
+                    cursor.execute(sql.delete_many.format(placeholders), batch)
+            if len(batch) < cls.clear_expired_batch_size:
+                return
+
+    # --- Async: the async ORM ---------------------------------------------------------------
+
+    async def _aread(self, address: str) -> bytes | None:
+        rows = self.model._default_manager.using(router.db_for_read(self.model))
+        try:
+            stored: bytes | memoryview = await rows.values_list("record", flat=True).aget(
+                address=address, expires_at__gt=epoch_now()
+            )
+        except self.model.DoesNotExist:
+            return None
+        return bytes(stored)
+
+    async def _awrite(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
+        rows = self.model._default_manager.using(router.db_for_write(self.model))
+        version = record.version_of(data)
+        if must_create:
+            try:
+                await rows.acreate(
+                    address=address, record=data, expires_at=expires_at, version=version
+                )
+            except IntegrityError:
+                raise CreateError from None
+            return
+        updated = await rows.filter(address=address).aupdate(
+            record=data, expires_at=expires_at, version=version
+        )
+        if updated == 0:
+            raise UpdateError
+
+    async def _aremove(self, address: str) -> None:
+        rows = self.model._default_manager.using(router.db_for_write(self.model))
+        await rows.filter(address=address).adelete()
+
+    async def _acontains(self, address: str) -> bool:
+        rows = self.model._default_manager.using(router.db_for_read(self.model))
+        return await rows.filter(address=address).aexists()
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        model = cls.get_model_class()
+        rows = model._default_manager.using(router.db_for_write(model))
+        expired = rows.filter(expires_at__lte=epoch_now()).order_by("expires_at")
+        while True:
+            batch = [
+                address
+                async for address in expired.values_list("address", flat=True)[
+                    : cls.clear_expired_batch_size
+                ]
+            ]
+            if batch:
+                await rows.filter(address__in=batch).adelete()
+            if len(batch) < cls.clear_expired_batch_size:
+                return

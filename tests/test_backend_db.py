@@ -1,0 +1,290 @@
+"""The db engine, on whichever database PICKLESESSIONS_TEST_DB selects."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+import django
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.core.management import call_command
+from django.db import connection, connections, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from django_picklesessions import record
+from django_picklesessions.admin import describe
+from django_picklesessions.backends.db import SessionStore
+from django_picklesessions.models import Session
+from tests.helpers import pickled, sign_raw
+
+pytestmark = [pytest.mark.db, pytest.mark.django_db]
+needs_async = pytest.mark.skipif(
+    django.VERSION < (5, 1), reason="SessionBase has async methods since Django 5.1"
+)
+
+
+def saved(**values: object) -> SessionStore:
+    store = SessionStore()
+    store.update(values)
+    store.save()
+    return store
+
+
+def row(store: SessionStore) -> Session:
+    return Session.objects.get(address=store.address(store.session_key))
+
+
+def test_round_trip_update_and_delete() -> None:
+    store = saved(a=1, cart=[1, 2])
+    assert SessionStore(store.session_key)["cart"] == [1, 2]
+    other = SessionStore(store.session_key)
+    other["a"] = 2
+    other.save()
+    assert SessionStore(store.session_key)["a"] == 2
+    other.delete()
+    assert not SessionStore().exists(store.session_key)
+    assert dict(SessionStore(store.session_key).items()) == {}
+
+
+def test_row_holds_hash_record_signed_expiry_and_version() -> None:
+    store = saved(a=1)
+    stored = row(store)
+    assert stored.address == hashlib.sha256(store.session_key.encode()).hexdigest()
+    data = bytes(stored.record)
+    header = record.HEADER.unpack_from(data)
+    assert stored.expires_at == header[5]
+    assert stored.version == header[6] == 1
+    store["a"] = 2
+    store.save()
+    assert row(store).version == 2
+    assert row(store).expires_at == record.HEADER.unpack_from(bytes(row(store).record))[5]
+
+
+def test_no_raw_session_key_in_any_row() -> None:
+    keys = [saved(n=n).session_key for n in range(5)]
+    for stored in Session.objects.all():
+        for key in keys:
+            assert key not in stored.address
+            assert key.encode() not in bytes(stored.record)
+
+
+@pytest.mark.django_db(transaction=True)  # no test transaction: no savepoint queries
+def test_load_is_one_query_and_save_is_one_query() -> None:
+    store = saved(a=1)
+    with CaptureQueriesContext(connection) as load:
+        loaded = SessionStore(store.session_key)
+        assert loaded["a"] == 1
+    assert len(load) == 1
+    loaded["a"] = 2
+    with CaptureQueriesContext(connection) as save:
+        loaded.save()
+    assert len(save) == 1
+    with CaptureQueriesContext(connection) as create:
+        saved(b=1)
+    assert len(create) == 1
+
+
+def test_unchanged_session_is_not_written() -> None:
+    store = saved(a=1)
+    loaded = SessionStore(store.session_key)
+    loaded["a"] = 1
+    with CaptureQueriesContext(connection) as queries:
+        loaded.save()
+    assert len(queries) == 0
+
+
+def test_create_collision_raises_create_error() -> None:
+    store = saved(a=1)
+    with pytest.raises(CreateError):
+        SessionStore(store.session_key).save(must_create=True)
+
+
+def test_create_collision_inside_a_transaction_keeps_it_usable() -> None:
+    store = saved(a=1)
+    with transaction.atomic():
+        with pytest.raises(CreateError):
+            SessionStore(store.session_key).save(must_create=True)
+        assert Session.objects.count() == 1  # the transaction still works
+
+
+def test_save_after_delete_raises_update_error() -> None:
+    store = saved(a=1)
+    store["a"] = 2
+    SessionStore(store.session_key).delete()
+    with pytest.raises(UpdateError):
+        store.save()
+
+
+def test_cycle_key_and_flush() -> None:
+    store = saved(_auth_user_id="4")
+    old = store.session_key
+    store.cycle_key()
+    assert not store.exists(old)
+    assert SessionStore(store.session_key)["_auth_user_id"] == "4"
+    store.flush()
+    assert Session.objects.count() == 0
+
+
+def test_expired_row_does_not_load() -> None:
+    store = SessionStore()
+    store["a"] = 1
+    store.set_expiry(-5)
+    store.save()
+    assert dict(SessionStore(store.session_key).items()) == {}
+
+
+def test_tampered_row_gives_empty_session_and_one_log_line(security_log, unpickle_spy) -> None:
+    store = saved(_auth_user_id="9")
+    stored = row(store)
+    data = bytearray(bytes(stored.record))
+    data[-40] ^= 1
+    Session.objects.filter(pk=stored.pk).update(record=bytes(data))
+    assert dict(SessionStore(store.session_key).items()) == {}
+    assert len(security_log()) == 1
+    assert unpickle_spy.calls == 0
+
+
+def test_row_copied_to_another_session_is_rejected(security_log, unpickle_spy) -> None:
+    victim = saved(_auth_user_id="1")
+    attacker = saved(_auth_user_id="666")
+    Session.objects.filter(address=attacker.address(attacker.session_key)).update(
+        record=row(victim).record
+    )
+    assert dict(SessionStore(attacker.session_key).items()) == {}
+    assert "bad_mac" in security_log()[0].getMessage()
+    assert unpickle_spy.calls == 0
+
+
+def test_extended_expiry_column_does_not_extend_the_session(security_log) -> None:
+    now = int(time.time())
+    data = sign_raw("e" * 32, pickled(a=1), issued_at=now - 100, expires_at=now - 1)
+    Session.objects.create(
+        address=SessionStore.address("e" * 32), record=data, expires_at=now + 10**6, version=1
+    )
+    assert dict(SessionStore("e" * 32).items()) == {}
+    assert "expired" in security_log()[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    "key", ["../../etc/passwd", "x" * 10_000, "a\0b" * 11, "ключ-сессии-1234567890", "' OR 1=1 --"]
+)
+def test_odd_session_keys_never_reach_the_database_as_is(key: str) -> None:
+    store = SessionStore(key)
+    assert dict(store.items()) == {}
+    store["a"] = 1
+    store.save()
+    assert store.session_key != key  # never adopted: a fresh key was issued
+    addresses = list(Session.objects.values_list("address", flat=True))
+    assert addresses == [store.address(store.session_key)]
+    assert all(len(a) == 64 and set(a) <= set("0123456789abcdef") for a in addresses)
+
+
+def test_clear_expired_deletes_in_batches(monkeypatch) -> None:
+    now = int(time.time())
+    Session.objects.bulk_create(
+        [
+            Session(address=f"{n:064x}", record=b"x", expires_at=now - 10, version=1)
+            for n in range(25)
+        ]
+        + [
+            Session(address=f"{n:064x}", record=b"x", expires_at=now + 999, version=1)
+            for n in range(25, 30)
+        ]
+    )
+    monkeypatch.setattr(SessionStore, "clear_expired_batch_size", 10)
+    with CaptureQueriesContext(connection) as queries:
+        SessionStore.clear_expired()
+    deletes = [q for q in queries if q["sql"].startswith("DELETE")]
+    assert len(deletes) == 3
+    assert sorted(Session.objects.values_list("address", flat=True)) == [
+        f"{n:064x}" for n in range(25, 30)
+    ]
+
+
+def test_clearsessions_command(settings) -> None:
+    settings.SESSION_ENGINE = "django_picklesessions.backends.db"
+    store = SessionStore()
+    store["a"] = 1
+    store.set_expiry(-5)
+    store.save()
+    live = saved(b=2)
+    call_command("clearsessions")
+    assert list(Session.objects.values_list("address", flat=True)) == [
+        live.address(live.session_key)
+    ]
+
+
+def test_middleware_round_trip(settings) -> None:
+    settings.SESSION_ENGINE = "django_picklesessions.backends.db"
+    client = Client()
+    client.get("/set/_auth_user_id/21/")
+    assert client.get("/auth/").content == b"21"
+    assert Session.objects.count() == 1
+
+
+def test_admin_lists_and_decodes_sessions(admin_client, settings) -> None:
+    store = saved(_auth_user_id="3", cart=[1, 2, 3])
+    response = admin_client.get("/admin/django_picklesessions/session/")
+    assert response.status_code == 200
+    assert store.address(store.session_key)[:16].encode() in response.content
+    detail = admin_client.get(
+        f"/admin/django_picklesessions/session/{store.address(store.session_key)}/change/"
+    )
+    assert detail.status_code == 200
+    assert b"builtins.list: [1, 2, 3]" in detail.content
+    assert b"_auth_user_id" in detail.content
+
+
+def test_admin_shows_a_tampered_record_as_refused(admin_client, unpickle_spy) -> None:
+    store = saved(a=1)
+    stored = row(store)
+    tampered = bytes(stored.record)[:-1] + b"\0"
+    Session.objects.filter(pk=stored.pk).update(record=tampered)
+    detail = admin_client.get(f"/admin/django_picklesessions/session/{stored.pk}/change/")
+    assert detail.status_code == 200
+    assert b"record refused (bad_mac)" in detail.content
+    calls = unpickle_spy.calls  # the admin's own login session was read above
+    assert describe(stored.pk, tampered)[0] is None
+    assert unpickle_spy.calls == calls
+
+
+@needs_async
+@pytest.mark.django_db(transaction=True)
+def test_async_methods() -> None:
+    async def scenario() -> str:
+        store = SessionStore()
+        await store.aset("cart", [1, 2])
+        await store.asave()
+        key = store.session_key
+        other = SessionStore(key)
+        assert await other.aget("cart") == [1, 2]
+        await other.aset("cart", [3])
+        await other.asave()
+        assert await SessionStore(key).aget("cart") == [3]
+        assert await other.aexists(key)
+        with pytest.raises(CreateError):
+            await SessionStore(key).asave(must_create=True)
+        await other.acycle_key()
+        assert not await other.aexists(key)
+        doomed = SessionStore()
+        await doomed.aset("a", 1)
+        await doomed.aset_expiry(-5)
+        await doomed.asave()
+        await SessionStore.aclear_expired()
+        assert not await other.aexists(doomed.session_key)
+        gone = SessionStore(other.session_key)
+        assert await gone.aget("cart") == [3]  # loaded before the delete
+        await other.adelete()
+        await gone.aset("x", 1)
+        with pytest.raises(UpdateError):
+            await gone.asave()
+        # The async ORM ran in a worker thread: close its connection, or the test
+        # database cannot be dropped.
+        await sync_to_async(connections.close_all)()
+        return other.session_key
+
+    asyncio.run(scenario())
