@@ -39,8 +39,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-# Until the db and file engines land, the demo keeps records in this process's memory.
-SESSION_ENGINE = os.environ.get("EXAMPLE_SESSION_ENGINE", "django_picklesessions.backends.locmem")
+# EXAMPLE_SESSION_ENGINE=db (default: SQLite, table created by migrate) or locmem.
+SESSION_ENGINE = "django_picklesessions.backends." + os.environ.get("EXAMPLE_SESSION_ENGINE", "db")
 # The classes a session may hold besides the built-in defaults. Keep their import path
 # stable: a renamed class can no longer be unpickled, and its key is dropped.
 PICKLESESSIONS_ALLOWED_CLASSES = ["demo.basket.Basket", "demo.basket.Purchase"]
