@@ -231,9 +231,6 @@ class PickleSessionBase(SessionBase):
 
     # --- Record encoding ----------------------------------------------------------------
 
-    def _now(self) -> int:
-        return epoch_now()
-
     def decode_record(self, data: bytes | bytearray | memoryview | str | None) -> SessionData:
         """Verify a stored record for this session and return its lazy contents.
 
@@ -252,7 +249,7 @@ class PickleSessionBase(SessionBase):
             verified = record.decode(
                 data,
                 sid=sid,
-                now=self._now(),
+                now=epoch_now(),
                 keyring=get_keyring(),
                 max_record_size=conf.MAX_RECORD_SIZE,
                 max_payload_size=conf.MAX_PAYLOAD_SIZE,
@@ -298,7 +295,7 @@ class PickleSessionBase(SessionBase):
                 if not isinstance(key, str):
                     raise TypeError(f"Session keys must be str, not {type(key).__name__}: {key!r}.")
                 entries[key] = writer.dumps(key, value)
-        now = self._now()
+        now = epoch_now()
         # The expiry comes from the data being written, never from a (re)load of the store.
         expires_at = now + self.get_expiry_age(expiry=data.get("_session_expiry"))
         version = 1 if must_create else self._loaded_version + 1
