@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
 from collections.abc import Sequence
+from importlib import import_module
 from typing import Any
 
 from django.apps import AppConfig
@@ -119,3 +123,76 @@ def check_sizes(
     if type(values["STRICT_UNPICKLING"]) is not bool:
         bad("STRICT_UNPICKLING", "True or False")
     return messages
+
+
+@register(Tags.security)
+def check_file_path(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E006: the file engine's directory is unset, shared, or open to other users."""
+    engine = settings.SESSION_ENGINE
+    if engine != "django_picklesessions.backends.file":
+        try:
+            from django_picklesessions.backends.file import SessionStore as FileStore
+
+            store = import_module(engine).SessionStore
+        except Exception:  # a broken SESSION_ENGINE is Django's to report, not this check's
+            return []
+        if not (isinstance(store, type) and issubclass(store, FileStore)):
+            return []
+
+    def error(problem: str, hint: str) -> list[CheckMessage]:
+        return [Error(f"{PREFIX}FILE_PATH {problem}.", hint=hint, id="django_picklesessions.E006")]
+
+    raw = getattr(settings, PREFIX + "FILE_PATH", None)
+    dedicated = (
+        "Set it to the absolute path of a directory used only for sessions, such as "
+        "BASE_DIR / 'var' / 'sessions'; it is created with mode 0700 on first use."
+    )
+    if raw is None:
+        return error("is not set, and the file session engine needs it", dedicated)
+    path = os.fspath(raw) if isinstance(raw, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        return error(f"must be a path (str or pathlib.Path), not {type(raw).__name__}", dedicated)
+    if not os.path.isabs(path):
+        return error(
+            f"{path!r} is relative, so it depends on the server's working directory", dedicated
+        )
+    temp = os.path.realpath(tempfile.gettempdir())
+    if os.path.commonpath([os.path.realpath(path), temp]) == temp:
+        return error(
+            f"{path!r} is in the shared temp directory {temp!r}",
+            "Other users can create or read entries there and temp cleaners delete old "
+            f"files. {dedicated}",
+        )
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return []  # created on first use, with mode 0700
+    except OSError as exc:
+        return error(f"{path!r} cannot be inspected ({exc.strerror})", dedicated)
+    if stat.S_ISLNK(st.st_mode):
+        return error(
+            f"{path!r} is a symbolic link",
+            "Point the setting at the real directory: whoever can change the link could "
+            "redirect every session file.",
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        return error(f"{path!r} exists but is not a directory", dedicated)
+    if not os.access(path, os.W_OK | os.X_OK):
+        return error(
+            f"{path!r} is not writable by this process",
+            "Make the user the server runs as its owner, with mode 0700.",
+        )
+    if st.st_uid != os.geteuid():
+        return error(
+            f"{path!r} belongs to another user (uid {st.st_uid})",
+            "Make the user the server runs as its owner, with mode 0700: the engine refuses "
+            "files it does not own.",
+        )
+    if st.st_mode & 0o077:
+        return error(
+            f"{path!r} is open to other users (mode {stat.S_IMODE(st.st_mode):04o})",
+            f"Run chmod 700 {path}: other users must not list, read or plant session files.",
+        )
+    return []

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
@@ -119,3 +126,114 @@ def test_e005_bad_size_or_mode_setting(name: str, value: object) -> None:
     with override_settings(**{name: value}):
         assert ids() == ["django_picklesessions.E005"]
         assert name in messages("django_picklesessions.E005")[0]
+
+
+# --- E006: the file engine's directory ----------------------------------------------------
+
+FILE_ENGINE = "django_picklesessions.backends.file"
+
+
+@pytest.fixture
+def outside_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory the check does not see as temp (pytest's own tmp_path is inside /tmp)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-temp"))
+    return tmp_path
+
+
+def file_engine(path: object, engine: str = FILE_ENGINE) -> override_settings:
+    return override_settings(SESSION_ENGINE=engine, PICKLESESSIONS_FILE_PATH=path)
+
+
+def test_e006_good_directory_passes(outside_temp: Path) -> None:
+    good = outside_temp / "sessions"
+    with file_engine(str(good)):
+        assert ids() == []  # missing: created with mode 0700 on first use
+    good.mkdir(mode=0o700)
+    with file_engine(good):
+        assert ids() == []
+
+
+@pytest.mark.parametrize("engine", [FILE_ENGINE, "tests.file_engine_subclass"])
+def test_e006_path_not_set(engine: str) -> None:
+    with file_engine(None, engine):
+        assert ids() == ["django_picklesessions.E006"]
+        assert "is not set" in messages("django_picklesessions.E006")[0]
+
+
+def test_e006_path_not_a_path() -> None:
+    with file_engine(42):
+        assert "must be a path" in messages("django_picklesessions.E006")[0]
+
+
+def test_e006_relative_path() -> None:
+    with file_engine("var/sessions"):
+        assert "is relative" in messages("django_picklesessions.E006")[0]
+
+
+@pytest.mark.parametrize("where", ["itself", "inside"])
+def test_e006_path_in_temp_dir(where: str) -> None:
+    temp = tempfile.gettempdir()
+    with file_engine(temp if where == "itself" else os.path.join(temp, "myapp-sessions")):
+        assert ids() == ["django_picklesessions.E006"]
+        assert "shared temp directory" in messages("django_picklesessions.E006")[0]
+
+
+def test_e006_path_is_a_file(outside_temp: Path) -> None:
+    path = outside_temp / "sessions"
+    path.write_text("")
+    with file_engine(str(path)):
+        assert ids() == ["django_picklesessions.E006"]
+        assert "not a directory" in messages("django_picklesessions.E006")[0]
+
+
+@contextlib.contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """Make a directory unwritable even for root (CI runs as root): mode 0500 plus immutable."""
+    path.chmod(0o500)
+    immutable = os.geteuid() == 0
+    if immutable and subprocess.run(["chattr", "+i", str(path)], check=False).returncode:
+        pytest.skip("running as root and chattr +i is not available here")
+    try:
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o700)
+
+
+def test_e006_path_not_writable(outside_temp: Path) -> None:
+    path = outside_temp / "sessions"
+    path.mkdir(mode=0o700)
+    with unwritable(path), file_engine(str(path)):
+        assert ids() == ["django_picklesessions.E006"]
+        assert "not writable" in messages("django_picklesessions.E006")[0]
+
+
+def test_e006_path_is_a_symlink(outside_temp: Path) -> None:
+    real = outside_temp / "real"
+    real.mkdir(mode=0o700)
+    link = outside_temp / "sessions"
+    link.symlink_to(real)
+    with file_engine(str(link)):
+        assert ids() == ["django_picklesessions.E006"]
+        assert "symbolic link" in messages("django_picklesessions.E006")[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory away needs root")
+def test_e006_path_owned_by_another_user(outside_temp: Path) -> None:
+    path = outside_temp / "sessions"
+    path.mkdir(mode=0o700)
+    os.chown(path, 65534, 65534)  # nobody
+    with file_engine(str(path)):
+        assert ids() == ["django_picklesessions.E006"]
+        assert "belongs to another user" in messages("django_picklesessions.E006")[0]
+
+
+@pytest.mark.parametrize("mode", [0o750, 0o705, 0o777])
+def test_e006_path_open_to_other_users(outside_temp: Path, mode: int) -> None:
+    path = outside_temp / "sessions"
+    path.mkdir()
+    path.chmod(mode)
+    with file_engine(str(path)):
+        assert ids() == ["django_picklesessions.E006"]
+        assert "chmod 700" in messages("django_picklesessions.E006")[0]

@@ -53,12 +53,25 @@ class SessionData(MutableMapping[str, Any]):
     value never read is written back as the same bytes without being unpickled.
     """
 
-    __slots__ = ("_base", "_items", "_assigned")
+    __slots__ = ("_base", "_items", "_assigned", "_clean", "_touched")
 
     def __init__(self, base: Mapping[str, bytes] | None = None) -> None:
+        #: The pickles the storage holds; a save compares against them.
         self._base: dict[str, bytes] = dict(base) if base else {}
         self._items: dict[str, Any] = dict.fromkeys(self._base, _PENDING)
+        #: Keys set since the storage last matched ``_base``.
         self._assigned: set[str] = set()
+        #: What ``modified = False`` declared unmodified, when that differs from ``_base``,
+        #: and the keys set since.
+        self._clean: dict[str, bytes] | None = None
+        self._touched: set[str] = set()
+
+    @classmethod
+    def holding(cls, stored: Mapping[str, bytes], values: Mapping[str, Any]) -> SessionData:
+        """Return contents whose values are already known and whose pickles are stored."""
+        data = cls(stored)
+        data._items = dict(values)
+        return data
 
     def _decode(self, key: str) -> Any:
         try:
@@ -80,6 +93,7 @@ class SessionData(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         self._items[key] = value
         self._assigned.add(key)
+        self._touched.add(key)
 
     def __delitem__(self, key: str) -> None:
         del self._items[key]
@@ -116,6 +130,13 @@ class SessionData(MutableMapping[str, Any]):
         """Record that ``stored`` is what the storage now holds for this session."""
         self._base = stored
         self._assigned.clear()
+        self._clean = None
+        self._touched.clear()
+
+    def mark_clean(self, writer: Writer) -> None:
+        """Take the current contents as unmodified (``session.modified = False``)."""
+        self._clean = self.entries(writer)[0]
+        self._touched.clear()
 
     def is_decoded(self, key: str) -> bool:
         """Return True if ``key``'s value has been unpickled (or set) in this request."""
@@ -137,16 +158,19 @@ class SessionData(MutableMapping[str, Any]):
         return out, changed
 
     def has_changes(self, writer: Writer) -> bool:
-        """Return True if a save would write something different from what was loaded."""
-        if len(self._items) != len(self._base):
+        """Return True if the contents differ from what was last declared unmodified."""
+        if self._clean is None:
+            baseline, touched = self._base, self._assigned
+        else:
+            baseline, touched = self._clean, self._touched
+        if len(self._items) != len(baseline):
             return True
-        base = self._base
         for key, value in self._items.items():
-            if key not in base:
+            if key not in baseline:
                 return True
-            if value is _PENDING or (key not in self._assigned and type(value) in _IMMUTABLE):
+            if value is _PENDING or (key not in touched and type(value) in _IMMUTABLE):
                 continue
-            if writer.dumps(key, value) != base[key]:
+            if writer.dumps(key, value) != baseline[key]:
                 return True
         return False
 
@@ -192,6 +216,10 @@ class PickleSessionBase(SessionBase):
     @modified.setter
     def modified(self, value: bool) -> None:
         self._explicitly_modified = value
+        cache = self.__dict__.get("_session_cache")
+        if not value and isinstance(cache, SessionData):
+            # What is there now counts as unmodified from here on.
+            cache.mark_clean(get_writer())
 
     # --- Storage primitives, implemented by each engine --------------------------------
 
@@ -316,6 +344,8 @@ class PickleSessionBase(SessionBase):
         # What is stored now is the new base for change detection.
         if isinstance(data, SessionData):
             data.rebase(prepared.entries)
+        else:
+            self._session_cache = SessionData.holding(prepared.entries, data)
         self._loaded_sid = record.session_id(self.session_key)
         self._loaded_version = prepared.version
         self._loaded_with_fallback = False
@@ -398,19 +428,25 @@ class PickleSessionBase(SessionBase):
         )
         self._written(data, prepared)
 
-    def delete(self, session_key: str | None = None) -> None:
-        if session_key is None:
+    def _deleting(self, session_key: str | None) -> str | None:
+        """Return the address to delete; forget what was loaded if it is this session's."""
+        if session_key is None or session_key == self.session_key:
             if self.session_key is None:
-                return
+                return None
+            # A later save must write (and find the record gone), never skip as unchanged.
+            self._loaded_sid = None
             session_key = self.session_key
-        self._remove(self.address(session_key))
+        return self.address(session_key)
+
+    def delete(self, session_key: str | None = None) -> None:
+        address = self._deleting(session_key)
+        if address is not None:
+            self._remove(address)
 
     async def adelete(self, session_key: str | None = None) -> None:
-        if session_key is None:
-            if self.session_key is None:
-                return
-            session_key = self.session_key
-        await self._aremove(self.address(session_key))
+        address = self._deleting(session_key)
+        if address is not None:
+            await self._aremove(address)
 
     def clear(self) -> None:
         # Django replaces the cache with {}; emptying ours keeps what was loaded, so the
@@ -435,3 +471,6 @@ class PickleSessionBase(SessionBase):
         if type(session) is dict and not session:
             session = self._session_cache = SessionData()
         return session
+
+    # SessionBase binds ``_session`` to its own _get_session; rebind it to ours.
+    _session = property(_get_session)
