@@ -42,6 +42,8 @@ TEMPLATES = [
 ROOT_URLCONF = "tests.urls"
 
 TEST_DB = os.environ.get("PICKLESESSIONS_TEST_DB", "sqlite")
+# Parallel tox environments share the servers: each gets a test database of its own.
+_TEST_NAME = "test_picklesessions_" + os.environ.get("TOX_ENV_NAME", "main").replace("-", "_")
 _DATABASES = {
     "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
     "postgresql": {
@@ -50,6 +52,7 @@ _DATABASES = {
         "PORT": "5432",
         "NAME": "test",
         "USER": os.environ.get("PGUSER", "postgres"),
+        "TEST": {"NAME": _TEST_NAME},
     },
     "mariadb": {
         "ENGINE": "django.db.backends.mysql",
@@ -59,7 +62,7 @@ _DATABASES = {
         "USER": "root",
         "PASSWORD": "",
         "OPTIONS": {"charset": "utf8mb4"},
-        "TEST": {"CHARSET": "utf8mb4"},
+        "TEST": {"NAME": _TEST_NAME, "CHARSET": "utf8mb4"},
     },
 }
 DATABASES = {"default": _DATABASES[TEST_DB]}
