@@ -36,12 +36,15 @@ run: $(STAMP)
 	$(BIN)/python example_project/manage.py runserver $(HOST):$(PORT)
 
 ## test: the test suite on SQLite, its database tests again on PostgreSQL and MariaDB,
-## then the example project's tests (warnings are errors)
+## then the example project's tests, again on PostgreSQL but for the browser tests
+## (warnings are errors)
 test: $(STAMP)
 	$(BIN)/python -W error -m pytest $(PYTEST_ARGS)
 	PICKLESESSIONS_TEST_DB=postgresql $(BIN)/python -W error -m pytest -m db $(PYTEST_ARGS)
 	PICKLESESSIONS_TEST_DB=mariadb $(BIN)/python -W error -m pytest -m db $(PYTEST_ARGS)
 	$(BIN)/python -W error -m pytest -c example_project/pytest.ini example_project/tests
+	EXAMPLE_DATABASE=postgresql $(BIN)/python -W error -m pytest -c example_project/pytest.ini \
+		example_project/tests -m "not browser"
 
 ## tox: every supported Django x Python pair, plus lint and typing
 tox: $(STAMP)

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.core.management import call_command
-from django.db import connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -19,6 +19,8 @@ from django_picklesessions import record
 from django_picklesessions.admin import describe
 from django_picklesessions.backends.db import SessionStore
 from django_picklesessions.models import Session
+from tests.custom_sessions.models import TenantSession
+from tests.custom_sessions.store import SessionStore as CustomStore
 from tests.helpers import pickled, sign_raw
 
 pytestmark = [pytest.mark.db, pytest.mark.django_db]
@@ -288,3 +290,28 @@ def test_async_methods() -> None:
         return other.session_key
 
     asyncio.run(scenario())
+
+
+def test_a_table_of_your_own() -> None:
+    store = CustomStore()
+    store["cart"] = [1, 2]
+    store.save()
+    assert Session.objects.count() == 0
+    stored = TenantSession.objects.get()
+    assert stored.address == store.address(store.session_key)
+    assert stored.tenant == "main"
+    assert CustomStore(store.session_key)["cart"] == [1, 2]
+    assert SessionStore(store.session_key).get("cart") is None  # not in the default table
+    CustomStore.clear_expired()
+    assert TenantSession.objects.count() == 1
+
+
+def test_a_constraint_of_your_own_is_not_mistaken_for_a_key_collision() -> None:
+    first = CustomStore()
+    first["a"] = 1
+    first.save()
+    second = CustomStore()
+    second["a"] = 2
+    # CreateError would make create() draw new keys forever; the real error surfaces.
+    with pytest.raises(IntegrityError):
+        second.save()

@@ -7,6 +7,7 @@ SQLite. The async methods use the async ORM.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -105,20 +106,48 @@ class SessionStore(PickleSessionBase):
         if must_create:
             try:
                 # Inside a transaction a failed INSERT must not break it: use a savepoint.
-                if connection.in_atomic_block:
-                    with transaction.atomic(using=alias), connection.cursor() as cursor:
-                        cursor.execute(sql.insert, [address, data, expires_at, version])
-                else:
-                    with connection.cursor() as cursor:
-                        cursor.execute(sql.insert, [address, data, expires_at, version])
+                with (
+                    transaction.atomic(using=alias)
+                    if connection.in_atomic_block
+                    else contextlib.nullcontext()
+                ):
+                    self._insert(alias, address, data, expires_at, version)
             except IntegrityError:
-                raise CreateError from None
+                self._raise_create_error(address)
+                raise
             return
         with connection.cursor() as cursor:
             cursor.execute(sql.update, [data, expires_at, version, address])
             updated = cursor.rowcount
         if updated == 0:
             raise UpdateError  # deleted meanwhile: Django turns this into SessionInterrupted
+
+    def _insert(self, alias: str, address: str, data: bytes, expires_at: int, version: int) -> None:
+        if self._extra_fields:
+            # A table of the project's own may have more columns, with Python-side defaults
+            # that only the ORM knows how to fill in.
+            self.model._default_manager.using(alias).create(
+                address=address, record=data, expires_at=expires_at, version=version
+            )
+            return
+        with connections[alias].cursor() as cursor:
+            cursor.execute(
+                _statements(self.model, alias).insert, [address, data, expires_at, version]
+            )
+
+    @cached_property
+    def _extra_fields(self) -> bool:
+        names = {field.name for field in self.model._meta.concrete_fields}
+        return bool(names - {"address", "record", "expires_at", "version"})
+
+    def _raise_create_error(self, address: str) -> None:
+        """Raise CreateError if the INSERT failed because the address is taken.
+
+        Any other integrity error (a constraint of a table of the project's own) is not a key
+        collision: create() would retry it forever, so the caller re-raises it.
+        """
+        if self._contains(address):
+            raise CreateError from None
 
     def _remove(self, address: str) -> None:
         alias = router.db_for_write(self.model)
@@ -168,7 +197,9 @@ class SessionStore(PickleSessionBase):
                     address=address, record=data, expires_at=expires_at, version=version
                 )
             except IntegrityError:
-                raise CreateError from None
+                if await self._acontains(address):
+                    raise CreateError from None
+                raise
             return
         updated = await rows.filter(address=address).aupdate(
             record=data, expires_at=expires_at, version=version

@@ -1,11 +1,31 @@
-"""Settings of the example project. Example only: nothing here is fit for production."""
+"""Settings of the example shop. Example only: nothing here is fit for production.
+
+Environment variables:
+
+- ``EXAMPLE_SESSION_ENGINE``: ``db`` (default), ``file`` (``var/sessions``) or ``locmem``;
+- ``EXAMPLE_DATABASE``: ``sqlite`` (default, ``var/db.sqlite3``) or ``postgresql``
+  (127.0.0.1:5432, database ``test``, user ``postgres``);
+- ``EXAMPLE_VAR_DIR``: where runtime data goes (default ``example_project/var``);
+- ``EXAMPLE_DEBUG`` (``1`` by default) and ``EXAMPLE_SECRET_KEY``.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return value
+
 
 # Example only: not a secret. A real project reads its key from the environment.
 SECRET_KEY = os.environ.get(
@@ -15,32 +35,72 @@ DEBUG = os.environ.get("EXAMPLE_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
     "django_picklesessions",
-    "demo",
+    "shop",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 ROOT_URLCONF = "config.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "shop.context_processors.shop",
+            ]
+        },
     }
 ]
 WSGI_APPLICATION = "config.wsgi.application"
+STATIC_URL = "static/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "shop:product_list"
 
-VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "db.sqlite3"}}
+VAR_DIR = Path(os.environ.get("EXAMPLE_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+_DATABASES: dict[str, dict[str, Any]] = {
+    "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "db.sqlite3"},
+    "postgresql": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+        "NAME": "test",
+        "USER": "postgres",
+        # Parallel tox environments share the server: each gets a test database of its own.
+        "TEST": {
+            "NAME": "test_example_" + os.environ.get("TOX_ENV_NAME", "main").replace("-", "_")
+        },
+    },
+}
+DATABASES = {"default": _DATABASES[_choice("EXAMPLE_DATABASE", "sqlite", tuple(_DATABASES))]}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-# EXAMPLE_SESSION_ENGINE=db (default: SQLite, table created by migrate) or locmem.
-SESSION_ENGINE = "django_picklesessions.backends." + os.environ.get("EXAMPLE_SESSION_ENGINE", "db")
-# The classes a session may hold besides the built-in defaults. Keep their import path
-# stable: a renamed class can no longer be unpickled, and its key is dropped.
-PICKLESESSIONS_ALLOWED_CLASSES = ["demo.basket.Basket", "demo.basket.Purchase"]
+SESSION_ENGINE = "django_picklesessions.backends." + _choice(
+    "EXAMPLE_SESSION_ENGINE", "db", ("db", "file", "locmem")
+)
+# A directory for sessions only, created 0700 by the file engine on first use.
+PICKLESESSIONS_FILE_PATH = VAR_DIR / "sessions"
+# The classes a session may hold besides the defaults (datetime types, Decimal, UUID...).
+# Keep their import paths stable: a class that moved can no longer be unpickled, and its
+# key is dropped from the sessions that hold it.
+PICKLESESSIONS_ALLOWED_CLASSES = ["shop.cart.Cart", "shop.cart.LineItem"]
+# Flash messages go into the session too (as a JSON string), next to the cart.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
