@@ -13,7 +13,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from django_picklesessions import allowlist, keys
+from django_picklesessions import allowlist, keys, merge
 from django_picklesessions.conf import DEFAULTS, PREFIX
 
 _KEYS_HINT = (
@@ -196,3 +196,22 @@ def check_file_path(
             f"Run chmod 700 {path}: other users must not list, read or plant session files.",
         )
     return []
+
+
+@register()
+def check_conflict_policies(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E007: a conflict policy that is neither a known name nor an importable function."""
+    policies = getattr(settings, PREFIX + "CONFLICT_POLICIES", {})
+    return [
+        Error(
+            f"{PREFIX}CONFLICT_POLICIES: {problem}",
+            hint=(
+                "Map each session key to 'last-writer-wins', 'raise', or a merge function "
+                "(or its dotted path) called as merge(base, ours, theirs)."
+            ),
+            id="django_picklesessions.E007",
+        )
+        for problem in merge.check_policies(policies)
+    ]

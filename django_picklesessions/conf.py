@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "STRICT_UNPICKLING": False,
     "FILE_PATH": None,
     "FILE_FSYNC": False,
+    "CONFLICT_POLICIES": {},
 }
 
 
@@ -77,6 +78,10 @@ class Settings:
     @property
     def STRICT_UNPICKLING(self) -> bool:  # noqa: N802
         return bool(self._get("STRICT_UNPICKLING"))
+
+    @property
+    def CONFLICT_POLICIES(self) -> Any:  # noqa: N802
+        return self._get("CONFLICT_POLICIES")
 
     @property
     def FILE_PATH(self) -> Any:  # noqa: N802

@@ -17,3 +17,20 @@ class ValueRejected(Exception):
 
 class SessionTooLarge(ValueError):
     """The session does not fit in ``PICKLESESSIONS_MAX_RECORD_SIZE``."""
+
+
+class VersionConflict(Exception):
+    """Raised by an engine's write: the stored record is not the version the save expected."""
+
+
+class SessionConflict(Exception):
+    """A concurrent request changed the same key and its policy is ``"raise"``, or the save
+    kept losing the race. The session on storage is left as the other request saved it."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class SessionLockTimeout(Exception):
+    """``session.locked()`` waited its whole timeout for another request's lock."""

@@ -141,7 +141,7 @@ def test_create_collision_raises_create_error(session_dir: Path) -> None:
     before = path_of(session_dir, key).read_bytes()
     data = sign_raw(key, {})
     with pytest.raises(CreateError):
-        SessionStore()._write(SessionStore.address(key), data, int(time.time()) + 60, True)
+        SessionStore()._write(SessionStore.address(key), data, int(time.time()) + 60, True, None)
     assert path_of(session_dir, key).read_bytes() == before
     assert temp_files(session_dir) == []
 
@@ -263,7 +263,7 @@ def test_expired_record_with_mtime_moved_forward_is_refused(
 
 def write_record(session_dir: Path, key: str, expires_at: int) -> Path:
     data = sign_raw(key, {}, issued_at=expires_at - 100, expires_at=expires_at)
-    SessionStore()._write(SessionStore.address(key), data, expires_at, True)
+    SessionStore()._write(SessionStore.address(key), data, expires_at, True, None)
     return path_of(session_dir, key)
 
 

@@ -237,3 +237,25 @@ def test_e006_path_open_to_other_users(outside_temp: Path, mode: int) -> None:
     with file_engine(str(path)):
         assert ids() == ["django_picklesessions.E006"]
         assert "chmod 700" in messages("django_picklesessions.E006")[0]
+
+
+@pytest.mark.parametrize(
+    "policies,text",
+    [
+        ({"cart": "tests.merges.nowhere"}, "neither 'last-writer-wins', 'raise' nor"),
+        ({"cart": "first-writer-wins"}, "neither"),
+        ({"cart": 42}, "not callable"),
+        ({1: "raise"}, "not a str"),
+        (["cart"], "must be a dict"),
+    ],
+)
+def test_e007_bad_conflict_policy(policies: object, text: str) -> None:
+    with override_settings(PICKLESESSIONS_CONFLICT_POLICIES=policies):
+        assert ids() == ["django_picklesessions.E007"]
+        assert text in messages("django_picklesessions.E007")[0]
+
+
+def test_e007_good_policies_pass() -> None:
+    good = {"cart": "tests.merges.sum_counts", "token": "raise", "theme": "last-writer-wins"}
+    with override_settings(PICKLESESSIONS_CONFLICT_POLICIES=good):
+        assert ids() == []

@@ -9,19 +9,32 @@ async variants) is implemented here once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, MutableMapping
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, NamedTuple
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, SessionBase
+from django.contrib.sessions.backends.base import (
+    VALID_KEY_CHARS,
+    CreateError,
+    SessionBase,
+    UpdateError,
+)
 from django.utils import timezone
 
-from django_picklesessions import record, unpickler
+from django_picklesessions import merge, record, unpickler
 from django_picklesessions.conf import conf
-from django_picklesessions.exceptions import RecordError, ValueRejected
+from django_picklesessions.exceptions import (
+    RecordError,
+    SessionConflict,
+    ValueRejected,
+    VersionConflict,
+)
 from django_picklesessions.keys import get_keyring
 from django_picklesessions.pickler import Writer, get_writer
 
@@ -133,6 +146,45 @@ class SessionData(MutableMapping[str, Any]):
         self._clean = None
         self._touched.clear()
 
+    def replay_onto(self, theirs: dict[str, bytes], writer: Writer) -> None:
+        """Rebase on ``theirs`` (what a concurrent save stored) and redo only our changes.
+
+        Our changes are the keys whose pickles differ from the base we loaded (set or changed
+        in place) and the keys we deleted. Everything else becomes theirs. A key both sides
+        changed follows its conflict policy (``merge.resolve``).
+        """
+        base = self._base
+        ours, _ = self.entries(writer)
+        items: dict[str, Any] = dict.fromkeys(theirs, _PENDING)
+        assigned: set[str] = set()
+
+        def decoded(pickles: dict[str, bytes], key: str) -> Callable[[], Any]:
+            def value() -> Any:
+                try:
+                    return unpickler.loads(pickles[key]) if key in pickles else merge.MISSING
+                except ValueRejected:
+                    return merge.MISSING
+
+            return value
+
+        changed = [key for key, data in ours.items() if base.get(key) != data]
+        deleted = [key for key in base if key not in ours]
+        for key in changed + deleted:
+            value = self._items[key] if key in ours else merge.MISSING
+            they_changed = theirs.get(key) != base.get(key)
+            if they_changed and theirs.get(key) != ours.get(key):
+                value = merge.resolve(key, decoded(base, key), value, decoded(theirs, key))
+            if value is merge.MISSING:
+                items.pop(key, None)
+            else:
+                items[key] = value
+                assigned.add(key)
+        self._base = dict(theirs)
+        self._items = items
+        self._assigned = assigned
+        self._clean = None
+        self._touched = set(assigned)
+
     def mark_clean(self, writer: Writer) -> None:
         """Take the current contents as unmodified (``session.modified = False``)."""
         self._clean = self.entries(writer)[0]
@@ -227,9 +279,15 @@ class PickleSessionBase(SessionBase):
         """Return the stored record at ``address`` (hex SHA-256 of the key), or None."""
         raise NotImplementedError
 
-    def _write(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
-        """Store ``data``; raise CreateError if it exists and ``must_create``, else UpdateError
-        if it does not exist."""
+    def _write(
+        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+    ) -> None:
+        """Store ``data`` at ``address``.
+
+        With ``must_create``, raise CreateError if a record exists. Otherwise raise
+        UpdateError if none exists, and VersionConflict if ``expected`` is not None and the
+        stored record's version is not ``expected`` (the compare of compare-and-swap).
+        """
         raise NotImplementedError
 
     def _remove(self, address: str) -> None:
@@ -243,8 +301,10 @@ class PickleSessionBase(SessionBase):
     async def _aread(self, address: str) -> bytes | None:
         return await sync_to_async(self._read)(address)
 
-    async def _awrite(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
-        await sync_to_async(self._write)(address, data, expires_at, must_create)
+    async def _awrite(
+        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+    ) -> None:
+        await sync_to_async(self._write)(address, data, expires_at, must_create, expected)
 
     async def _aremove(self, address: str) -> None:
         await sync_to_async(self._remove)(address)
@@ -406,27 +466,76 @@ class PickleSessionBase(SessionBase):
             self.modified = True
             return
 
+    #: How many times a save reloads and replays after losing the race to a concurrent save.
+    save_attempts = 20
+
+    def _expected_version(self, must_create: bool) -> int | None:
+        # Compare-and-swap only against a record this store loaded or wrote for this key;
+        # contents set up without loading (clear() first) are written over what is there.
+        if must_create or self._loaded_sid != record.session_id(self.session_key):
+            return None
+        return self._loaded_version
+
+    def _catch_up(self, data: Any, stored: bytes | None) -> None:
+        """After a lost race, make ``stored`` our base and replay this request's changes."""
+        fresh = self.decode_record(stored)
+        if self._loaded_sid is None:
+            raise UpdateError  # deleted (or broken) meanwhile: the session stays deleted
+        data.replay_onto(fresh._base, get_writer())
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        # Immediate first retry; then short random pauses, so that writers racing for one
+        # session do not keep colliding in lockstep.
+        return 0.0 if attempt == 0 else random.uniform(0, 0.001 * attempt)
+
+    def _lost_the_race(self) -> SessionConflict:
+        return SessionConflict(
+            f"The session was saved by concurrent requests {self.save_attempts} times while "
+            "this request tried to save it."
+        )
+
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)
-        prepared = self._prepare(data, must_create)
-        if prepared is None:
+        address = self.address(self.session_key)
+        for attempt in range(self.save_attempts):
+            prepared = self._prepare(data, must_create)
+            if prepared is None:
+                return
+            expected = self._expected_version(must_create)
+            try:
+                self._write(address, prepared.data, prepared.expires_at, must_create, expected)
+            except VersionConflict:
+                time.sleep(self._backoff(attempt))
+                self._catch_up(data, self._read(address))
+                continue
+            self._written(data, prepared)
             return
-        self._write(self.address(self.session_key), prepared.data, prepared.expires_at, must_create)
-        self._written(data, prepared)
+        raise self._lost_the_race()
 
     async def asave(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return await self.acreate()
         data = await self._aget_session(no_load=must_create)
-        prepared = self._prepare(data, must_create)
-        if prepared is None:
+        address = self.address(self.session_key)
+        for attempt in range(self.save_attempts):
+            prepared = self._prepare(data, must_create)
+            if prepared is None:
+                return
+            expected = self._expected_version(must_create)
+            try:
+                await self._awrite(
+                    address, prepared.data, prepared.expires_at, must_create, expected
+                )
+            except VersionConflict:
+                await asyncio.sleep(self._backoff(attempt))
+                self._catch_up(data, await self._aread(address))
+                continue
+            self._written(data, prepared)
             return
-        await self._awrite(
-            self.address(self.session_key), prepared.data, prepared.expires_at, must_create
-        )
-        self._written(data, prepared)
+        raise self._lost_the_race()
 
     def _deleting(self, session_key: str | None) -> str | None:
         """Return the address to delete; forget what was loaded if it is this session's."""

@@ -18,6 +18,7 @@ from django.utils.functional import cached_property
 
 from django_picklesessions import record
 from django_picklesessions.backends.base import PickleSessionBase, epoch_now
+from django_picklesessions.exceptions import VersionConflict
 
 if TYPE_CHECKING:
     from django_picklesessions.models import AbstractSession
@@ -29,6 +30,7 @@ class _Statements:
     exists: str
     insert: str
     update: str
+    update_if_version: str
     delete: str
     expired: str
     delete_many: str  # formatted with the placeholders of one batch
@@ -54,6 +56,10 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         update=(
             f"UPDATE {table} SET {record} = %s, {expires_at} = %s, {version} = %s "
             f"WHERE {address} = %s"
+        ),
+        update_if_version=(
+            f"UPDATE {table} SET {record} = %s, {expires_at} = %s, {version} = %s "
+            f"WHERE {address} = %s AND {version} = %s"
         ),
         delete=f"DELETE FROM {table} WHERE {address} = %s",
         expired=f"SELECT {address} FROM {table} WHERE {expires_at} <= %s ORDER BY {expires_at}",
@@ -98,7 +104,9 @@ class SessionStore(PickleSessionBase):
             row = cursor.fetchone()
         return None if row is None else row[0]
 
-    def _write(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
+    def _write(
+        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+    ) -> None:
         alias = router.db_for_write(self.model)
         connection = connections[alias]
         sql = _statements(self.model, alias)
@@ -117,9 +125,16 @@ class SessionStore(PickleSessionBase):
                 raise
             return
         with connection.cursor() as cursor:
-            cursor.execute(sql.update, [data, expires_at, version, address])
+            if expected is None:
+                cursor.execute(sql.update, [data, expires_at, version, address])
+            else:
+                # Compare-and-swap: only the version this request loaded is replaced.
+                params = (data, expires_at, version, address, expected)
+                cursor.execute(sql.update_if_version, params)
             updated = cursor.rowcount
         if updated == 0:
+            if expected is not None and self._contains(address):
+                raise VersionConflict  # a concurrent request saved first
             raise UpdateError  # deleted meanwhile: Django turns this into SessionInterrupted
 
     def _insert(self, alias: str, address: str, data: bytes, expires_at: int, version: int) -> None:
@@ -188,7 +203,9 @@ class SessionStore(PickleSessionBase):
             return None
         return bytes(stored)
 
-    async def _awrite(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
+    async def _awrite(
+        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+    ) -> None:
         rows = self.model._default_manager.using(router.db_for_write(self.model))
         version = record.version_of(data)
         if must_create:
@@ -201,10 +218,13 @@ class SessionStore(PickleSessionBase):
                     raise CreateError from None
                 raise
             return
-        updated = await rows.filter(address=address).aupdate(
-            record=data, expires_at=expires_at, version=version
-        )
+        current = rows.filter(address=address)
+        if expected is not None:
+            current = current.filter(version=expected)
+        updated = await current.aupdate(record=data, expires_at=expires_at, version=version)
         if updated == 0:
+            if expected is not None and await self._acontains(address):
+                raise VersionConflict
             raise UpdateError
 
     async def _aremove(self, address: str) -> None:

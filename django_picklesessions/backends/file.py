@@ -24,6 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_picklesessions import record
 from django_picklesessions.backends.base import PickleSessionBase, epoch_now, security_logger
 from django_picklesessions.conf import conf
+from django_picklesessions.exceptions import VersionConflict
 
 # One level of 256 subdirectories named by the address's first two hex digits: 100k sessions
 # make ~400 files per directory and 1M ~4k, sizes every filesystem lists and looks up fast. A
@@ -87,6 +88,26 @@ def _is_record(dir_fd: int, name: str) -> bool:
     except FileNotFoundError:
         return False
     return stat.S_ISREG(st.st_mode)
+
+
+def _stored_version(dir_fd: int, name: str) -> int | None:
+    """Return the version in the header of record ``name``: None if there is no record, -1
+    if its header is unreadable (never equal to an expected version)."""
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None  # a symlink or socket planted there is no record of ours
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        header = os.read(fd, record.HEADER.size)
+    finally:
+        os.close(fd)
+    if record.peek_expiry(header) is None or len(header) < record.HEADER.size:
+        return -1
+    return record.version_of(header)
 
 
 @contextlib.contextmanager
@@ -195,7 +216,9 @@ class SessionStore(PickleSessionBase):
         finally:
             os.close(fd)
 
-    def _write(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
+    def _write(
+        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+    ) -> None:
         dir_fd = self._open_subdir(address, create=True)
         try:
             temp = self._write_temp(dir_fd, data, expires_at)
@@ -214,11 +237,15 @@ class SessionStore(PickleSessionBase):
                         raise CreateError from None
                     os.unlink(temp, dir_fd=dir_fd)
                 else:
-                    # Under the lock a delete cannot land between the check and the rename,
-                    # so a deleted session is never brought back.
+                    # Under the lock no delete or other save can land between the check and
+                    # the rename: a deleted session is never brought back, and only the
+                    # version this request loaded is replaced (compare-and-swap).
                     with _locked(dir_fd):
-                        if not _is_record(dir_fd, address):
+                        current = _stored_version(dir_fd, address)
+                        if current is None:
                             raise UpdateError
+                        if expected is not None and current != expected:
+                            raise VersionConflict
                         os.replace(temp, address, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):

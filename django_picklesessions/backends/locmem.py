@@ -11,7 +11,9 @@ import time
 
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 
+from django_picklesessions import record
 from django_picklesessions.backends.base import PickleSessionBase
+from django_picklesessions.exceptions import VersionConflict
 
 # address -> (record, expires-at); the lock makes create/update checks atomic.
 _records: dict[str, tuple[bytes, int]] = {}
@@ -27,13 +29,18 @@ class SessionStore(PickleSessionBase):
             return None
         return item[0]
 
-    def _write(self, address: str, data: bytes, expires_at: int, must_create: bool) -> None:
+    def _write(
+        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+    ) -> None:
         with _lock:
-            exists = address in _records
-            if must_create and exists:
+            current = _records.get(address)
+            if must_create and current is not None:
                 raise CreateError
-            if not must_create and not exists:
-                raise UpdateError
+            if not must_create:
+                if current is None:
+                    raise UpdateError
+                if expected is not None and record.version_of(current[0]) != expected:
+                    raise VersionConflict
             _records[address] = (data, expires_at)
 
     def _remove(self, address: str) -> None:
