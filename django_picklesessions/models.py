@@ -35,3 +35,17 @@ class Session(AbstractSession):
 
     class Meta(AbstractSession.Meta):
         db_table = "django_picklesessions_session"
+
+
+class SessionLock(models.Model):
+    """A held ``session.locked()`` block of the ``db`` engine: one row per locked session."""
+
+    address = models.CharField(_("address"), max_length=64, primary_key=True)
+    token = models.CharField(_("token"), max_length=32)
+    # Unix time (seconds): after it the lock counts as abandoned and the next request takes it.
+    expires_at = models.FloatField(_("lease ends at"))
+
+    class Meta:
+        db_table = "django_picklesessions_lock"
+        verbose_name = _("session lock")
+        verbose_name_plural = _("session locks")

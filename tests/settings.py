@@ -7,6 +7,7 @@ marked ``db`` on all three.
 """
 
 import os
+import tempfile
 
 SECRET_KEY = "tests-only-not-a-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 DEBUG = False
@@ -43,10 +44,17 @@ TEMPLATES = [
 ROOT_URLCONF = "tests.urls"
 
 TEST_DB = os.environ.get("PICKLESESSIONS_TEST_DB", "sqlite")
-# Parallel tox environments share the servers: each gets a test database of its own.
-_TEST_NAME = "test_picklesessions_" + os.environ.get("TOX_ENV_NAME", "main").replace("-", "_")
+# Parallel runs (tox environments, a developer's terminals) share the servers and the temp
+# directory: each run gets test databases of its own.
+_TEST_NAME = f"test_picklesessions_{os.getpid()}"
 _DATABASES = {
-    "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    # A file, not ":memory:": the threads of the concurrency tests need real connections
+    # that wait for each other's locks (shared-cache memory databases fail at once instead).
+    "sqlite": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",
+        "TEST": {"NAME": os.path.join(tempfile.gettempdir(), _TEST_NAME + ".sqlite3")},
+    },
     "postgresql": {
         "ENGINE": "django.db.backends.postgresql",
         "HOST": "127.0.0.1",
@@ -76,3 +84,5 @@ if TEST_DB == "mariadb":
 SESSION_ENGINE = "django_picklesessions.backends.locmem"
 PICKLESESSIONS_ALLOWED_CLASSES = ["tests.cart.LineItem", "tests.cart.Cart", "tests.cart.Money"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Child processes of the file-engine tests get their directory from the parent.
+PICKLESESSIONS_FILE_PATH = os.environ.get("PICKLESESSIONS_TEST_FILE_PATH")

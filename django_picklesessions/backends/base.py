@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, MutableMapping
 from typing import Any, NamedTuple
 
 from asgiref.sync import sync_to_async
@@ -32,6 +33,7 @@ from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import (
     RecordError,
     SessionConflict,
+    SessionLockTimeout,
     ValueRejected,
     VersionConflict,
 )
@@ -298,6 +300,14 @@ class PickleSessionBase(SessionBase):
         """Return True if a record is stored at ``address``."""
         raise NotImplementedError
 
+    def _try_lock(self, address: str, token: str, lease: float) -> bool:
+        """Take the session's lock for ``token`` unless another holder's lease is running."""
+        raise NotImplementedError
+
+    def _unlock(self, address: str, token: str) -> None:
+        """Release the lock if ``token`` still holds it."""
+        raise NotImplementedError
+
     async def _aread(self, address: str) -> bytes | None:
         return await sync_to_async(self._read)(address)
 
@@ -536,6 +546,76 @@ class PickleSessionBase(SessionBase):
             self._written(data, prepared)
             return
         raise self._lost_the_race()
+
+    # --- Scoped lock ----------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Catch up with what concurrent requests saved, keeping this request's own changes."""
+        cache = self.__dict__.get("_session_cache")
+        if self.session_key is None:
+            return
+        if not isinstance(cache, SessionData):
+            self.__dict__.pop("_session_cache", None)  # the next read loads afresh
+            return
+        self._catch_up(cache, self._read(self.address(self.session_key)))
+
+    def _lock_token(self, timeout: float, lease: float) -> tuple[str, str, float]:
+        if timeout < 0 or lease <= 0:
+            raise ValueError("locked() needs timeout >= 0 and lease > 0 (seconds).")
+        if self.session_key is None:
+            self.save()  # a lock needs a stored session to name
+        assert self.session_key is not None
+        return self.address(self.session_key), secrets.token_hex(16), time.monotonic() + timeout
+
+    @contextlib.contextmanager
+    def locked(self, timeout: float = 5.0, lease: float = 30.0) -> Iterator[PickleSessionBase]:
+        """Hold this session's lock for the block, for flows where merging is wrong.
+
+        Inside ``with request.session.locked():`` no other ``locked()`` block on the same
+        session runs: the second waits up to ``timeout`` seconds (then raises
+        SessionLockTimeout). On entry the session catches up with what others saved; on exit
+        it is saved. A holder that outlives ``lease`` seconds loses the lock to the next
+        request (db and locmem engines; the file engine's lock ends with its process).
+        Ordinary saves never take the lock: they rely on compare-and-swap.
+        """
+        address, token, deadline = self._lock_token(timeout, lease)
+        attempt = 0
+        while not self._try_lock(address, token, lease):
+            if time.monotonic() >= deadline:
+                raise SessionLockTimeout(f"The session stayed locked for {timeout} s.")
+            attempt += 1
+            time.sleep(min(0.05, 0.002 * attempt))
+        try:
+            self.refresh()
+            yield self
+            self.save()
+        finally:
+            self._unlock(address, token)
+
+    @contextlib.asynccontextmanager
+    async def alocked(
+        self, timeout: float = 5.0, lease: float = 30.0
+    ) -> AsyncIterator[PickleSessionBase]:
+        """The async form of :meth:`locked`: ``async with request.session.alocked():``."""
+        if self.session_key is None:
+            await self.asave()
+        address, token, deadline = self._lock_token(timeout, lease)
+        attempt = 0
+        while not await sync_to_async(self._try_lock)(address, token, lease):
+            if time.monotonic() >= deadline:
+                raise SessionLockTimeout(f"The session stayed locked for {timeout} s.")
+            attempt += 1
+            await asyncio.sleep(min(0.05, 0.002 * attempt))
+        try:
+            cache = self.__dict__.get("_session_cache")
+            if isinstance(cache, SessionData):
+                self._catch_up(cache, await self._aread(address))
+            else:
+                self.__dict__.pop("_session_cache", None)
+            yield self
+            await self.asave()
+        finally:
+            await sync_to_async(self._unlock)(address, token)
 
     def _deleting(self, session_key: str | None) -> str | None:
         """Return the address to delete; forget what was loaded if it is this session's."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -174,6 +175,32 @@ class SessionStore(PickleSessionBase):
         with connections[alias].cursor() as cursor:
             cursor.execute(_statements(self.model, alias).exists, [address])
             return cursor.fetchone() is not None
+
+    def _try_lock(self, address: str, token: str, lease: float) -> bool:
+        from django_picklesessions.models import SessionLock
+
+        alias = router.db_for_write(SessionLock)
+        if connections[alias].in_atomic_block:
+            # The lock row would stay invisible to other requests until this transaction
+            # commits: no lock at all on some databases, an unbounded wait on others.
+            raise RuntimeError(
+                "session.locked() on the db engine must run outside transaction.atomic() "
+                "(and ATOMIC_REQUESTS): its lock must be visible to other requests at once."
+            )
+        locks = SessionLock._default_manager.using(alias)
+        now = time.time()
+        locks.filter(address=address, expires_at__lt=now).delete()  # an abandoned lease
+        try:
+            locks.create(address=address, token=token, expires_at=now + lease)
+        except IntegrityError:
+            return False
+        return True
+
+    def _unlock(self, address: str, token: str) -> None:
+        from django_picklesessions.models import SessionLock
+
+        alias = router.db_for_write(SessionLock)
+        SessionLock._default_manager.using(alias).filter(address=address, token=token).delete()
 
     @classmethod
     def clear_expired(cls) -> None:

@@ -34,6 +34,8 @@ _ADDRESS_LENGTH = 64
 _HEX = frozenset("0123456789abcdef")
 # Starts with a dot, so a temp file can never be mistaken for a record (hex names).
 TEMP_PREFIX = ".tmp-"
+# session.locked() holds an flock on ".lock-<address>": also never a record name.
+LOCK_PREFIX = ".lock-"
 #: clear_expired removes temp files older than this (seconds): writers that died mid-save.
 TEMP_MAX_AGE = 3600
 
@@ -108,6 +110,43 @@ def _stored_version(dir_fd: int, name: str) -> int | None:
     if record.peek_expiry(header) is None or len(header) < record.HEADER.size:
         return -1
     return record.version_of(header)
+
+
+def _open_lock(dir_fd: int, name: str) -> int | None:
+    """Open and flock (without waiting) the lock file ``name``; None if someone holds it."""
+    while True:
+        fd = os.open(
+            name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        # Cleanup may have unlinked the file between our open and flock: a lock on an
+        # unlinked file excludes nobody, so start over with the file now at that name.
+        held = os.fstat(fd)
+        try:
+            current = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+            return fd
+        os.close(fd)
+
+
+def _remove_unused_lock(dir_fd: int, name: str) -> None:
+    """Delete a lock file nobody holds whose session is gone (cleanup)."""
+    if _is_record(dir_fd, name[len(LOCK_PREFIX) :]):
+        return
+    fd = _open_lock(dir_fd, name)
+    if fd is None:
+        return  # held right now
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -297,6 +336,24 @@ class SessionStore(PickleSessionBase):
         finally:
             os.close(dir_fd)
 
+    # --- Scoped lock: an flock, released by close() or by the process's end -------------
+
+    def _try_lock(self, address: str, token: str, lease: float) -> bool:
+        dir_fd = self._open_subdir(address, create=True)
+        try:
+            fd = _open_lock(dir_fd, LOCK_PREFIX + address)
+        finally:
+            os.close(dir_fd)
+        if fd is None:
+            return False
+        self.__dict__.setdefault("_lock_fds", {})[token] = fd
+        return True
+
+    def _unlock(self, address: str, token: str) -> None:
+        fd = self.__dict__.get("_lock_fds", {}).pop(token, None)
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
     # --- Cleanup -------------------------------------------------------------------------
 
     @classmethod
@@ -344,6 +401,9 @@ class SessionStore(PickleSessionBase):
                     except FileNotFoundError:
                         continue
                     if not stat.S_ISREG(st.st_mode):
+                        continue
+                    if name.startswith(LOCK_PREFIX):
+                        _remove_unused_lock(dir_fd, name)
                         continue
                     if name.startswith(TEMP_PREFIX):
                         # Temp files carry the record's expiry as mtime; ctime is when the

@@ -18,6 +18,8 @@ from django_picklesessions.exceptions import VersionConflict
 # address -> (record, expires-at); the lock makes create/update checks atomic.
 _records: dict[str, tuple[bytes, int]] = {}
 _lock = threading.Lock()
+# address -> (token, lease end on time.monotonic()): the sessions' scoped locks.
+_session_locks: dict[str, tuple[str, float]] = {}
 
 
 class SessionStore(PickleSessionBase):
@@ -48,6 +50,21 @@ class SessionStore(PickleSessionBase):
 
     def _contains(self, address: str) -> bool:
         return address in _records
+
+    def _try_lock(self, address: str, token: str, lease: float) -> bool:
+        now = time.monotonic()
+        with _lock:
+            holder = _session_locks.get(address)
+            if holder is not None and holder[1] > now:
+                return False
+            _session_locks[address] = (token, now + lease)
+            return True
+
+    def _unlock(self, address: str, token: str) -> None:
+        with _lock:
+            holder = _session_locks.get(address)
+            if holder is not None and holder[0] == token:
+                del _session_locks[address]
 
     @classmethod
     def clear_expired(cls) -> None:
