@@ -102,5 +102,7 @@ PICKLESESSIONS_FILE_PATH = VAR_DIR / "sessions"
 # Keep their import paths stable: a class that moved can no longer be unpickled, and its
 # key is dropped from the sessions that hold it.
 PICKLESESSIONS_ALLOWED_CLASSES = ["shop.cart.Cart", "shop.cart.LineItem"]
+# Two tabs adding to the cart at once: merge their changes instead of keeping the last one.
+PICKLESESSIONS_CONFLICT_POLICIES = {"cart": "shop.cart.merge_carts"}
 # Flash messages go into the session too (as a JSON string), next to the cart.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.sessions.backends.base import SessionBase
+
+from django_picklesessions.merge import MISSING
 
 #: Most units of one product a cart may hold.
 MAX_QUANTITY = 99
@@ -104,3 +107,37 @@ def get_or_create_cart(session: SessionBase) -> Cart:
     if cart is None:
         cart = session[SESSION_KEY] = Cart()
     return cart
+
+
+def merge_carts(base: Any, ours: Any, theirs: Any) -> Any:
+    """Merge two tabs' concurrent changes to the cart: each side's quantity changes add up.
+
+    Registered in ``PICKLESESSIONS_CONFLICT_POLICIES``: the engine calls it when this request
+    and a concurrent one both changed the cart since they loaded it (``base``). Adding a
+    product in two tabs keeps both; adding the same product twice adds both quantities.
+    Values absent on a side are ``MISSING``.
+    """
+    carts = [c if isinstance(c, Cart) else Cart() for c in (base, ours, theirs)]
+    base_cart, our_cart, their_cart = carts
+    if ours is MISSING:
+        return MISSING  # this request removed the cart (checkout, logout): it stays removed
+    merged = Cart()
+    for product_id in dict.fromkeys(
+        line.product_id for cart in (their_cart, our_cart) for line in cart.lines
+    ):
+        lines = [cart.find(product_id) for cart in carts]
+        quantities = [line.quantity if line else 0 for line in lines]
+        quantity = quantities[1] + quantities[2] - quantities[0]
+        if quantity <= 0:
+            continue
+        template = next(line for line in (lines[2], lines[1]) if line is not None)
+        merged.lines.append(
+            LineItem(
+                template.product_id,
+                template.name,
+                template.unit_price,
+                min(quantity, MAX_QUANTITY),
+                template.added_at,
+            )
+        )
+    return merged
