@@ -92,6 +92,11 @@ def _clear() -> None:
     _policies.cache_clear()
 
 
+def merges(key: str) -> bool:
+    """Return True if ``key`` has a merge function (called even for equal changes)."""
+    return callable(_policies().get(key))
+
+
 def resolve(key: str, base: Callable[[], Any], ours: Any, theirs: Callable[[], Any]) -> Any:
     """Return the value to store for ``key``, changed by this request and a concurrent one.
 

@@ -17,20 +17,25 @@ Default mode runs CPython's C unpickler with that ``find_class``. The opcodes th
 * ``READONLY_BUFFER``: accepted by the C unpickler, where its only effect is to turn a
   ``bytearray`` into a read-only ``memoryview`` of it. Strict mode refuses it.
 
-Strict mode (``PICKLESESSIONS_STRICT_UNPICKLING = True``) also walks the opcode stream before
-loading and refuses any opcode our writer never emits, a stream that is not one protocol-5
-pickle ending exactly at ``STOP``, and streams of more than ``MAX_STRICT_OPCODES`` opcodes.
+The C unpickler does not bound what a stream may ask it to allocate: a 9-byte memo index
+or a length field makes it allocate gigabytes, and colliding dictionary keys cost quadratic
+time. Strict mode (``PICKLESESSIONS_STRICT_UNPICKLING = True``) therefore first simulates the
+stream in Python (:func:`validate_opcodes`) and refuses, before the C unpickler allocates
+anything, every opcode our writer never emits and every stream over the ``MAX_STRICT_*``
+bounds below; ``docs/settings.md`` lists what each mode guarantees.
 """
 
 from __future__ import annotations
 
 import copyreg
+import decimal
 import io
 import pickle
 import pickletools
+import struct
 from typing import Any
 
-from django_picklesessions.allowlist import AllowList, get_allow_list
+from django_picklesessions.allowlist import AllowList, get_allow_list, never_allowed
 from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import ValueRejected
 
@@ -82,8 +87,67 @@ STRICT_OPCODES: frozenset[str] = frozenset(
     )
 )
 
-#: Strict mode's bound on the opcodes of one value.
+# Strict mode's bounds, per session value. Values our writer produces for real sessions stay
+# far below them; each one caps a resource that an opcode stream could otherwise inflate.
+#: Opcodes in one value (bounds the simulation's time and the C unpickler's work).
 MAX_STRICT_OPCODES = 200_000
+#: Nesting of containers and objects, counting shared references (C recursion in pickle,
+#: ``copy``, ``repr`` and comparisons follows them).
+MAX_STRICT_DEPTH = 100
+#: Containers and objects created.
+MAX_STRICT_OBJECTS = 100_000
+#: Memo entries (``MEMOIZE``); the memo opcodes with explicit indexes are refused outright.
+MAX_STRICT_MEMO = 100_000
+#: Bytes of one ``LONG4`` integer: 8,192 bits, which ``str()`` can still print.
+MAX_STRICT_INT_BYTES = 1024
+#: Numeric keys of one dict or set sharing a hash (Python's int and float hashes are not
+#: randomised, so colliding keys cost quadratic time to insert).
+MAX_STRICT_COLLISIONS = 8
+#: Keys of one dict or set whose hash the simulation cannot compute (tuples holding objects,
+#: frozensets, instances): caps what crafted collisions among them can cost.
+MAX_STRICT_OPAQUE_KEYS = 1024
+#: Significant digits and absolute adjusted exponent of a ``decimal.Decimal``: beyond them,
+#: ``int(value)`` or arithmetic outside the default context can take unbounded time.
+MAX_STRICT_DECIMAL_DIGITS = 100
+MAX_STRICT_DECIMAL_EXPONENT = 4300
+
+
+class SuspiciousValue(ValueRejected):
+    """A value our writer can never have produced: a refused function, opcode or stream.
+
+    Under a valid MAC only a holder of the signing key can have written it, so it is worth
+    a security alert, unlike a class that a deploy removed from the allow-list.
+    """
+
+    suspicious = True
+
+
+class _Refusal(pickle.UnpicklingError):
+    """Strict mode's verdict on a stream; ``limit`` marks a resource bound, not a forgery."""
+
+    def __init__(self, message: str, *, limit: bool = False) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class _NotAllowed(pickle.UnpicklingError):
+    """A global outside the allow-list; suspicious unless it looks like a removed class."""
+
+    def __init__(self, module: str, name: str) -> None:
+        super().__init__(f"global '{_clip(module)}.{_clip(name)}' is not allowed")
+        self.suspicious = not _plain_class_name(module, name) or never_allowed(module, name)
+
+
+def _plain_class_name(module: str, name: str) -> bool:
+    # What our writer can emit: dotted identifiers, no dunder, a module-level name.
+    parts = [*module.split("."), name]
+    return all(part.isidentifier() and "__" not in part for part in parts)
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    """Shorten and escape attacker-chosen text before it reaches a log line."""
+    clipped = text[:limit] + ("…" if len(text) > limit else "")
+    return clipped if clipped.isprintable() else clipped.encode("unicode_escape").decode("ascii")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -97,7 +161,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return self.allowed[module, name]
         except (KeyError, TypeError):
-            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed") from None
+            raise _NotAllowed(str(module), str(name)) from None
 
 
 _unpickler_cache: tuple[AllowList, type[_RestrictedUnpickler]] | None = None
@@ -112,24 +176,415 @@ def _unpickler_class(allow: AllowList) -> type[_RestrictedUnpickler]:
     return cached[1]
 
 
-def validate_opcodes(data: bytes) -> None:
-    """Refuse a stream with an opcode outside ``STRICT_OPCODES`` or trailing bytes."""
-    count = 0
-    end = -1
+# --- Strict mode: a simulation of the stream -------------------------------------------
+
+_OPCODE_NAMES: dict[int, str] = {ord(op.code): op.name for op in pickletools.opcodes}
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_U64 = struct.Struct("<Q")
+_F64 = struct.Struct(">d")
+# Text up to this many bytes is decoded, for global names, Decimal arguments and key hashes.
+_DECODED_TEXT = 128
+
+_LIST, _DICT, _SET, _TUPLE, _FROZENSET, _OBJECT, _GLOBAL = range(7)
+_APPEND_TARGETS = frozenset((_LIST, _OBJECT))
+_SETITEM_TARGETS = frozenset((_DICT, _OBJECT))
+_ADDITEMS_TARGETS = frozenset((_SET, _OBJECT))
+_NUMERIC: frozenset[type] = frozenset((int, float, bool, type(None)))
+
+
+class _Node:
+    """A container or object of the simulated stack; scalars are pushed as plain values."""
+
+    __slots__ = ("kind", "depth", "inside", "items", "hashes", "opaque", "cls")
+
+    def __init__(self, kind: int, depth: int = 1, items: list[Any] | None = None) -> None:
+        self.kind = kind
+        self.depth = depth
+        #: Placed in another container or object: from then on it must not change.
+        self.inside = False
+        self.items = items
+        self.hashes: dict[int, int] | None = None
+        self.opaque = 0
+        self.cls: type | None = None
+
+
+class _Opaque:
+    """Text too long to decode, or bytes: a leaf whose hash is randomised."""
+
+    __slots__ = ()
+
+
+_TEXT = _Opaque()
+_BYTES = _Opaque()
+
+
+def _bad(message: str) -> _Refusal:
+    return _Refusal(message)
+
+
+def _over(what: str) -> _Refusal:
+    return _Refusal(f"limit exceeded: {what}", limit=True)
+
+
+def _place(parent: _Node, child: Any) -> None:
+    """Record that ``child`` now sits inside ``parent``; refuse cycles and deep nesting."""
+    if type(child) is _Node:
+        if child is parent:
+            raise _bad("reference cycle")
+        child.inside = True
+        depth = child.depth + 1
+        if depth > parent.depth:
+            if depth > MAX_STRICT_DEPTH:
+                raise _over("nesting depth")
+            parent.depth = depth
+
+
+# Python never returns -1 as a hash, so it can mean "not computable here".
+_UNKNOWN_HASH = -1
+
+
+def _key_hash(key: Any) -> int | None:
+    """Return the hash a key will have, None if randomised, or ``_UNKNOWN_HASH``."""
+    kind = type(key)
+    if kind in _NUMERIC:
+        return hash(key)
+    if kind is not _Node:
+        return None  # str and bytes: randomised per process
+    if key.kind == _TUPLE and key.items is not None:
+        randomised = False
+        for item in key.items:
+            if type(item) in _NUMERIC:
+                continue
+            if type(item) is str or type(item) is _Opaque:
+                randomised = True
+                continue
+            return _UNKNOWN_HASH
+        return None if randomised else hash(tuple(key.items))
+    return _UNKNOWN_HASH
+
+
+def _add_keys(target: _Node, keys: list[Any]) -> None:
+    """Count hash collisions among the keys a dict or set receives."""
+    for key in keys:
+        digest = _key_hash(key)
+        if digest is None:
+            continue
+        if digest == _UNKNOWN_HASH:
+            target.opaque += 1
+            if target.opaque > MAX_STRICT_OPAQUE_KEYS:
+                raise _over("keys without a computable hash")
+            continue
+        hashes = target.hashes
+        if hashes is None:
+            hashes = target.hashes = {}
+        count = hashes.get(digest, 0) + 1
+        if count > MAX_STRICT_COLLISIONS:
+            raise _over("hash collisions")
+        hashes[digest] = count
+
+
+def _check_decimal(args: _Node) -> None:
+    items = args.items or []
+    if len(items) != 1 or not isinstance(items[0], (str, _Opaque)):
+        raise _bad("decimal.Decimal is only built from one string")
+    if type(items[0]) is not str:
+        raise _over("decimal digits")
     try:
-        for index, (opcode, arg, pos) in enumerate(pickletools.genops(data)):
-            if index == 0 and (opcode.name != "PROTO" or arg != 5):
-                raise pickle.UnpicklingError("stream does not start with PROTO 5")
-            if opcode.name not in STRICT_OPCODES:
-                raise pickle.UnpicklingError(f"opcode {opcode.name} is not allowed")
-            count += 1
-            if count > MAX_STRICT_OPCODES:
-                raise pickle.UnpicklingError("too many opcodes")
-            end = pos or 0
-    except ValueError as exc:  # pickletools reports truncation and unknown opcodes so
-        raise pickle.UnpicklingError(str(exc)) from None
-    if end != len(data) - 1:
-        raise pickle.UnpicklingError("bytes after STOP")
+        value = decimal.Decimal(items[0])
+    except decimal.InvalidOperation:
+        raise _bad("malformed decimal.Decimal") from None
+    if value.is_finite() and (
+        len(value.as_tuple().digits) > MAX_STRICT_DECIMAL_DIGITS
+        or abs(value.adjusted()) > MAX_STRICT_DECIMAL_EXPONENT
+    ):
+        raise _over("decimal digits")
+
+
+def validate_opcodes(data: bytes, allowed: dict[tuple[str, str], type] | None = None) -> None:
+    """Simulate a pickle stream; raise UnpicklingError unless strict mode may load it.
+
+    Refuses opcodes outside ``STRICT_OPCODES``, a stream that is not one protocol-5 pickle
+    ending exactly at ``STOP``, declared lengths beyond the data, frames that lie, memo
+    references to missing entries, objects modified after being placed in another (so
+    reference cycles too), and anything over the ``MAX_STRICT_*`` bounds. Given ``allowed``,
+    globals outside it are refused here, before the C unpickler sees the stream.
+    """
+    size = len(data)
+    if size < 3 or data[0] != 0x80 or data[1] != 5:
+        raise _bad("stream does not start with PROTO 5")
+    stack: list[Any] = []
+    marks: list[int] = []
+    memo: list[Any] = []
+    push, pop = stack.append, stack.pop
+    fence = 0  # stack length at the innermost MARK
+    frame_end = 0
+    opcodes = objects = 0
+    pos = 2
+    while True:
+        if pos >= size:
+            raise _bad("pickle ends without STOP")
+        start = pos
+        op = data[pos]
+        pos += 1
+        opcodes += 1
+        if opcodes > MAX_STRICT_OPCODES:
+            raise _over("opcodes")
+        # Opcodes in rough order of frequency in our writer's output.
+        if op == 0x94:  # MEMOIZE
+            if len(stack) <= fence:
+                raise _bad("MEMOIZE on an empty stack")
+            memo.append(stack[-1])
+            if len(memo) > MAX_STRICT_MEMO:
+                raise _over("memo entries")
+        elif op == 0x68 or op == 0x6A:  # BINGET, LONG_BINGET
+            width = 1 if op == 0x68 else 4
+            if pos + width > size:
+                raise _bad("truncated memo index")
+            index = data[pos] if width == 1 else _U32.unpack_from(data, pos)[0]
+            pos += width
+            if index >= len(memo):
+                raise _bad("reference to a missing memo entry")
+            push(memo[index])
+        elif op == 0x8C or op == 0x58 or op == 0x43 or op == 0x42:
+            # SHORT_BINUNICODE, BINUNICODE, SHORT_BINBYTES, BINBYTES
+            if op == 0x8C or op == 0x43:
+                if pos >= size:
+                    raise _bad("truncated length")
+                length = data[pos]
+                pos += 1
+            else:
+                if pos + 4 > size:
+                    raise _bad("truncated length")
+                length = _U32.unpack_from(data, pos)[0]
+                pos += 4
+            if length > size - pos:
+                raise _bad("declared length exceeds the data")
+            if op == 0x43 or op == 0x42:
+                push(_BYTES)
+            elif length <= _DECODED_TEXT:
+                try:
+                    push(data[pos : pos + length].decode("utf-8", "surrogatepass"))
+                except UnicodeDecodeError:
+                    raise _bad("malformed UTF-8") from None
+            else:
+                push(_TEXT)
+            pos += length
+        elif op == 0x4B:  # BININT1
+            if pos >= size:
+                raise _bad("truncated integer")
+            push(data[pos])
+            pos += 1
+        elif op == 0x4A or op == 0x4D:  # BININT, BININT2
+            width = 4 if op == 0x4A else 2
+            if pos + width > size:
+                raise _bad("truncated integer")
+            push(_I32.unpack_from(data, pos)[0] if width == 4 else _U16.unpack_from(data, pos)[0])
+            pos += width
+        elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
+            if op == 0x8A:
+                if pos >= size:
+                    raise _bad("truncated length")
+                length = data[pos]
+                pos += 1
+            else:
+                if pos + 4 > size:
+                    raise _bad("truncated length")
+                length = _I32.unpack_from(data, pos)[0]
+                pos += 4
+                if length < 0:
+                    raise _bad("negative length")
+                if length > MAX_STRICT_INT_BYTES:
+                    raise _over("integer size")
+            if length > size - pos:
+                raise _bad("declared length exceeds the data")
+            push(int.from_bytes(data[pos : pos + length], "little", signed=True))
+            pos += length
+        elif op == 0x47:  # BINFLOAT
+            if pos + 8 > size:
+                raise _bad("truncated float")
+            push(_F64.unpack_from(data, pos)[0])
+            pos += 8
+        elif op == 0x4E or op == 0x88 or op == 0x89:  # NONE, NEWTRUE, NEWFALSE
+            push(None if op == 0x4E else op == 0x88)
+        elif op == 0x28:  # MARK
+            marks.append(fence)
+            fence = len(stack)
+        elif op in _CONTAINER_OPCODES:
+            objects += 1
+            if objects > MAX_STRICT_OBJECTS:
+                raise _over("objects")
+            kind = _CONTAINER_OPCODES[op]
+            if kind == _TUPLE and op != 0x29:  # TUPLE, TUPLE1, TUPLE2, TUPLE3
+                if op == 0x74:
+                    if not marks:
+                        raise _bad("TUPLE without MARK")
+                    items = stack[fence:]
+                    del stack[fence:]
+                    fence = marks.pop()
+                else:
+                    count = op - 0x84
+                    if len(stack) - fence < count:
+                        raise _bad("stack underflow")
+                    items = stack[-count:]
+                    del stack[-count:]
+                node = _Node(_TUPLE, 1, items)
+                for item in items:
+                    _place(node, item)
+            elif kind == _FROZENSET:
+                if not marks:
+                    raise _bad("FROZENSET without MARK")
+                items = stack[fence:]
+                del stack[fence:]
+                fence = marks.pop()
+                node = _Node(_FROZENSET)
+                for item in items:
+                    _place(node, item)
+                _add_keys(node, items)
+            else:  # EMPTY_LIST, EMPTY_DICT, EMPTY_SET, EMPTY_TUPLE
+                node = _Node(kind, 1, [] if kind == _TUPLE else None)
+            push(node)
+        elif op in _FILL_OPCODES:  # APPEND(S), SETITEM(S), ADDITEMS
+            targets = _FILL_OPCODES[op]
+            if op == 0x61 or op == 0x73:  # APPEND, SETITEM
+                count = 1 if op == 0x61 else 2
+                if len(stack) - fence < count + 1:
+                    raise _bad("stack underflow")
+                items = stack[-count:]
+                del stack[-count:]
+            else:
+                if not marks:
+                    raise _bad("missing MARK")
+                items = stack[fence:]
+                del stack[fence:]
+                fence = marks.pop()
+                if len(stack) <= fence:
+                    raise _bad("stack underflow")
+            target = stack[-1]
+            if type(target) is not _Node or target.kind not in targets:
+                raise _bad(f"{_OPCODE_NAMES[op]} on a value that cannot take it")
+            if target.inside:
+                raise _bad("object modified after being placed in another")
+            for item in items:
+                _place(target, item)
+            if op == 0x73 or op == 0x75:  # SETITEM, SETITEMS
+                if len(items) % 2:
+                    raise _bad("odd number of items for SETITEMS")
+                _add_keys(target, items[0::2])
+            elif op == 0x90:  # ADDITEMS
+                _add_keys(target, items)
+        elif op == 0x93:  # STACK_GLOBAL
+            if len(stack) - fence < 2:
+                raise _bad("stack underflow")
+            name, module = pop(), pop()
+            if not isinstance(module, (str, _Opaque)) or not isinstance(name, (str, _Opaque)):
+                raise _bad("STACK_GLOBAL needs two strings")
+            node = _Node(_GLOBAL, 0)
+            if allowed is not None:
+                if type(module) is not str or type(name) is not str:
+                    raise _bad("global name too long")
+                found = allowed.get((module, name))
+                if found is None:
+                    raise _NotAllowed(module, name)
+                node.cls = found
+            push(node)
+        elif op == 0x52 or op == 0x81 or op == 0x92:  # REDUCE, NEWOBJ, NEWOBJ_EX
+            count = 3 if op == 0x92 else 2
+            if len(stack) - fence < count:
+                raise _bad("stack underflow")
+            operands = stack[-count:]
+            del stack[-count:]
+            cls, args = operands[0], operands[1]
+            if type(cls) is not _Node or cls.kind != _GLOBAL:
+                raise _bad(f"{_OPCODE_NAMES[op]} of something that is not an allowed class")
+            if type(args) is not _Node or args.kind != _TUPLE:
+                raise _bad(f"{_OPCODE_NAMES[op]} arguments are not a tuple")
+            if cls.cls is decimal.Decimal:
+                if op != 0x52:
+                    raise _bad("decimal.Decimal is only built by REDUCE")
+                _check_decimal(args)
+            objects += 1
+            if objects > MAX_STRICT_OBJECTS:
+                raise _over("objects")
+            node = _Node(_OBJECT, 1)
+            for operand in operands[1:]:
+                _place(node, operand)
+            node.depth = max(node.depth - 1, 1)  # the arguments' tuple is not a level
+            push(node)
+        elif op == 0x62:  # BUILD
+            if len(stack) - fence < 2:
+                raise _bad("stack underflow")
+            state = pop()
+            target = stack[-1]
+            if type(target) is not _Node or target.kind != _OBJECT:
+                raise _bad("BUILD on a value that is not an object")
+            if target.inside:
+                raise _bad("object modified after being placed in another")
+            _place(target, state)
+        elif op == 0x95:  # FRAME
+            if pos + 8 > size:
+                raise _bad("truncated frame length")
+            length = _U64.unpack_from(data, pos)[0]
+            pos += 8
+            if start < frame_end:
+                raise _bad("FRAME inside a frame")
+            if length > size - pos:
+                raise _bad("declared length exceeds the data")
+            frame_end = pos + length
+        elif op == 0x30:  # POP
+            if len(stack) <= fence:
+                raise _bad("stack underflow")
+            pop()
+        elif op == 0x31:  # POP_MARK
+            if not marks:
+                raise _bad("POP_MARK without MARK")
+            del stack[fence:]
+            fence = marks.pop()
+        elif op == 0x96:  # BYTEARRAY8
+            if pos + 8 > size:
+                raise _bad("truncated length")
+            length = _U64.unpack_from(data, pos)[0]
+            pos += 8
+            if length > size - pos:
+                raise _bad("declared length exceeds the data")
+            push(_BYTES)
+            pos += length
+        elif op == 0x2E:  # STOP
+            if pos != size:
+                raise _bad("bytes after STOP")
+            if len(stack) != 1 or marks:
+                raise _bad("STOP with more than one value on the stack")
+            if start < frame_end < pos:
+                raise _bad("opcode crosses the end of its frame")
+            return
+        elif op == 0x80:
+            raise _bad("a second PROTO")
+        else:
+            name = _OPCODE_NAMES.get(op)
+            raise _bad(f"opcode {name} is not allowed" if name else f"unknown opcode {op:#04x}")
+        if start < frame_end < pos:
+            raise _bad("opcode crosses the end of its frame")
+
+
+_CONTAINER_OPCODES: dict[int, int] = {
+    0x5D: _LIST,  # EMPTY_LIST
+    0x7D: _DICT,  # EMPTY_DICT
+    0x8F: _SET,  # EMPTY_SET
+    0x29: _TUPLE,  # EMPTY_TUPLE
+    0x74: _TUPLE,  # TUPLE
+    0x85: _TUPLE,  # TUPLE1
+    0x86: _TUPLE,  # TUPLE2
+    0x87: _TUPLE,  # TUPLE3
+    0x91: _FROZENSET,  # FROZENSET
+}
+_FILL_OPCODES: dict[int, frozenset[int]] = {
+    0x61: _APPEND_TARGETS,  # APPEND
+    0x65: _APPEND_TARGETS,  # APPENDS
+    0x73: _SETITEM_TARGETS,  # SETITEM
+    0x75: _SETITEM_TARGETS,  # SETITEMS
+    0x90: _ADDITEMS_TARGETS,  # ADDITEMS
+}
 
 
 def _extensions_registered() -> bool:
@@ -177,25 +632,39 @@ def _simple(data: bytes) -> Any:
 
 
 def loads(data: bytes) -> Any:
-    """Unpickle one session value through the allow-list; raise ValueRejected on any failure."""
+    """Unpickle one session value through the allow-list; raise ValueRejected on any failure.
+
+    The exception is a :class:`SuspiciousValue` when our writer cannot have produced the
+    bytes; messages are clipped and escaped, as they may quote attacker-chosen names.
+    """
     if not (data.startswith(b"\x80\x05") and data.endswith(b".")):
-        raise ValueRejected("not a protocol-5 pickle")
+        raise SuspiciousValue("not a protocol-5 pickle")
     try:
         value = _simple(data)
     except UnicodeDecodeError as exc:
-        raise ValueRejected(f"UnicodeDecodeError: {exc}") from exc
+        raise SuspiciousValue(f"UnicodeDecodeError: {exc}") from exc
     if value is not _NOT_SIMPLE:
         return value
     unpickler = _unpickler_class(get_allow_list())  # outside the try: settings errors stay loud
     try:
         if conf.STRICT_UNPICKLING or _extensions_registered():
-            validate_opcodes(data)
+            validate_opcodes(data, unpickler.allowed)
+        stream = io.BytesIO(data)
         # fix_imports=False: no Python 2 name remapping, names are taken as written.
-        return unpickler(io.BytesIO(data), fix_imports=False).load()
+        value = unpickler(stream, fix_imports=False).load()
+        if stream.tell() != len(data):  # the C unpickler ignores what follows STOP
+            raise _bad("bytes after STOP")
+        return value
+    except _NotAllowed as exc:
+        raise (SuspiciousValue if exc.suspicious else ValueRejected)(str(exc)) from exc
+    except _Refusal as exc:
+        raise (ValueRejected if exc.limit else SuspiciousValue)(str(exc)) from exc
     except RecursionError as exc:
-        raise ValueRejected("nesting too deep") from exc
+        raise SuspiciousValue("nesting too deep") from exc
     except MemoryError as exc:
-        raise ValueRejected("out of memory") from exc
+        raise SuspiciousValue("out of memory") from exc
+    except (pickle.UnpicklingError, EOFError) as exc:
+        raise SuspiciousValue(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc
     except Exception as exc:
         # Any constructor of an allowed class may raise anything; it is still just bad data.
-        raise ValueRejected(f"{type(exc).__name__}: {exc}") from exc
+        raise ValueRejected(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc

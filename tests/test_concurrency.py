@@ -229,3 +229,15 @@ def test_async_saves_replay_too(engine: str, settings, tmp_path) -> None:
 
     asyncio.run(race())
     assert contents(store, key) == {"shared": 1, "from_a": "A", "from_b": "B"}
+
+
+@override_settings(PICKLESESSIONS_CONFLICT_POLICIES={"cart": "tests.merges.sum_counts"})
+def test_the_same_change_in_both_adds_up_under_a_merge(store: Store) -> None:
+    # Two tabs add the same product: equal pickles on both sides, still two adds.
+    key = session(store, cart={7: 1})
+    a, b = both(store, key)
+    a["cart"][7] += 1
+    b["cart"][7] += 1
+    a.save()
+    b.save()
+    assert contents(store, key) == {"cart": {7: 3}}

@@ -174,7 +174,9 @@ class SessionData(MutableMapping[str, Any]):
         for key in changed + deleted:
             value = self._items[key] if key in ours else merge.MISSING
             they_changed = theirs.get(key) != base.get(key)
-            if they_changed and theirs.get(key) != ours.get(key):
+            # Equal changes need no policy, unless a merge adds them up (both tabs adding
+            # the same product turn {7: 1} into {7: 2}: the merge makes it {7: 3}).
+            if they_changed and (theirs.get(key) != ours.get(key) or merge.merges(key)):
                 value = merge.resolve(key, decoded(base, key), value, decoded(theirs, key))
             if value is merge.MISSING:
                 items.pop(key, None)
@@ -236,6 +238,7 @@ class _Prepared(NamedTuple):
     entries: dict[str, bytes]
     expires_at: int
     version: int
+    sid: bytes
 
 
 class PickleSessionBase(SessionBase):
@@ -408,7 +411,7 @@ class PickleSessionBase(SessionBase):
             max_payload_size=conf.MAX_PAYLOAD_SIZE,
             compress_min_size=conf.COMPRESS_MIN_SIZE,
         )
-        return _Prepared(data_bytes, entries, expires_at, version)
+        return _Prepared(data_bytes, entries, expires_at, version, sid)
 
     def _written(self, data: Mapping[str, Any], prepared: _Prepared) -> None:
         # What is stored now is the new base for change detection.
@@ -416,7 +419,7 @@ class PickleSessionBase(SessionBase):
             data.rebase(prepared.entries)
         else:
             self._session_cache = SessionData.holding(prepared.entries, data)
-        self._loaded_sid = record.session_id(self.session_key)
+        self._loaded_sid = prepared.sid
         self._loaded_version = prepared.version
         self._loaded_with_fallback = False
         self._explicitly_modified = False
@@ -477,12 +480,12 @@ class PickleSessionBase(SessionBase):
             return
 
     #: How many times a save reloads and replays after losing the race to a concurrent save.
-    save_attempts = 20
+    save_attempts = 50
 
-    def _expected_version(self, must_create: bool) -> int | None:
+    def _expected_version(self, must_create: bool, sid: bytes) -> int | None:
         # Compare-and-swap only against a record this store loaded or wrote for this key;
         # contents set up without loading (clear() first) are written over what is there.
-        if must_create or self._loaded_sid != record.session_id(self.session_key):
+        if must_create or self._loaded_sid != sid:
             return None
         return self._loaded_version
 
@@ -497,7 +500,7 @@ class PickleSessionBase(SessionBase):
     def _backoff(attempt: int) -> float:
         # Immediate first retry; then short random pauses, so that writers racing for one
         # session do not keep colliding in lockstep.
-        return 0.0 if attempt == 0 else random.uniform(0, 0.001 * attempt)
+        return 0.0 if attempt == 0 else random.uniform(0, min(0.05, 0.002 * attempt))
 
     def _lost_the_race(self) -> SessionConflict:
         return SessionConflict(
@@ -514,7 +517,7 @@ class PickleSessionBase(SessionBase):
             prepared = self._prepare(data, must_create)
             if prepared is None:
                 return
-            expected = self._expected_version(must_create)
+            expected = self._expected_version(must_create, prepared.sid)
             try:
                 self._write(address, prepared.data, prepared.expires_at, must_create, expected)
             except VersionConflict:
@@ -534,7 +537,7 @@ class PickleSessionBase(SessionBase):
             prepared = self._prepare(data, must_create)
             if prepared is None:
                 return
-            expected = self._expected_version(must_create)
+            expected = self._expected_version(must_create, prepared.sid)
             try:
                 await self._awrite(
                     address, prepared.data, prepared.expires_at, must_create, expected
