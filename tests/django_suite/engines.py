@@ -99,7 +99,7 @@ def _file_setup(as_path: bool) -> Callable[[unittest.TestCase], None]:
 
 def _file_count(store: type[SessionBase]) -> int:
     # Every regular file under the directory: a record, or debris a crash would leave.
-    return sum(len(files) for _, _, files in os.walk(settings.PICKLESESSIONS_FILE_PATH))
+    return sum(len(files) for _, _, files in os.walk(str(settings.PICKLESESSIONS_FILE_PATH)))
 
 
 ENGINES: tuple[Engine, ...] = (
