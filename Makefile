@@ -21,7 +21,7 @@ export PATH := $(subst $(space),:,$(PYENV_BINS)):$(PATH)
 endif
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test tox lint typing format bench clean
+.PHONY: run test tox lint typing format bench bench-all clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,9 +61,16 @@ format: $(STAMP)
 typing: $(STAMP)
 	$(BIN)/mypy
 
-## bench: codec benchmark (prints figures, asserts nothing)
+## bench: codec and engine benchmarks (print figures and ratios, assert nothing)
+## bench-all: also cleanup at 100k-1M sessions, HTTP through gunicorn, contention
 bench: $(STAMP)
-	$(BIN)/python -m bench.codec
+	PYTHONHASHSEED=0 $(BIN)/python -m bench.codec
+	PYTHONHASHSEED=0 $(BIN)/python -m bench.engines
+
+bench-all: bench
+	PYTHONHASHSEED=0 $(BIN)/python -m bench.cleanup
+	PYTHONHASHSEED=0 $(BIN)/python -m bench.http
+	PYTHONHASHSEED=0 $(BIN)/python -m bench.contention
 
 clean:
 	rm -rf $(VENV) .tox .mypy_cache .ruff_cache build dist *.egg-info

@@ -208,6 +208,8 @@ class SessionData(MutableMapping[str, Any]):
                 out[key] = base[key]
                 continue
             data = writer.dumps(key, value)
+            if key not in self._assigned and _same_value(base[key], data, value):
+                data = base[key]  # keep the stored bytes: nothing changed
             out[key] = data
             if not changed and base.get(key) != data:
                 changed = True
@@ -226,9 +228,29 @@ class SessionData(MutableMapping[str, Any]):
                 return True
             if value is _PENDING or (key not in touched and type(value) in _IMMUTABLE):
                 continue
-            if writer.dumps(key, value) != baseline[key]:
+            if key in touched:
+                if writer.dumps(key, value) != baseline[key]:
+                    return True
+            elif not _same_value(baseline[key], writer.dumps(key, value), value):
                 return True
         return False
+
+
+def _same_value(stored: bytes, pickled: bytes, value: Any) -> bool:
+    """Return True if a value read (not set) in this request still equals what is stored.
+
+    Equal pickles settle it. Different pickles can still hold an unchanged value: a set's
+    elements come out in an order that depends on the process's string hashing, so a set
+    read and re-pickled may differ byte for byte. Then the stored value is unpickled and
+    compared (same type, ``==``), so that reading a session never makes it look modified.
+    """
+    if stored == pickled:
+        return True
+    try:
+        before = unpickler.loads(stored)
+    except ValueRejected:
+        return False
+    return type(before) is type(value) and bool(before == value)
 
 
 class _Prepared(NamedTuple):
