@@ -35,6 +35,7 @@ class _Statements:
     delete: str
     expired: str
     delete_many: str  # formatted with the placeholders of one batch
+    delete_expired_batch: str | None  # where the database can delete a batch in one statement
 
 
 @functools.cache
@@ -65,7 +66,25 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         delete=f"DELETE FROM {table} WHERE {address} = %s",
         expired=f"SELECT {address} FROM {table} WHERE {expires_at} <= %s ORDER BY {expires_at}",
         delete_many=f"DELETE FROM {table} WHERE {address} IN ({{}})",
+        delete_expired_batch=_delete_expired_batch(connections[alias].vendor, table, expires_at),
     )
+
+
+def _delete_expired_batch(vendor: str, table: str, expires_at: str) -> str | None:
+    """Return a statement deleting up to %s expired rows, for databases that have one."""
+    if vendor == "postgresql":
+        return (
+            f"DELETE FROM {table} WHERE ctid IN "
+            f"(SELECT ctid FROM {table} WHERE {expires_at} <= %s LIMIT %s)"
+        )
+    if vendor == "mysql":
+        return f"DELETE FROM {table} WHERE {expires_at} <= %s LIMIT %s"
+    if vendor == "sqlite":
+        return (
+            f"DELETE FROM {table} WHERE rowid IN "
+            f"(SELECT rowid FROM {table} WHERE {expires_at} <= %s LIMIT %s)"
+        )
+    return None
 
 
 class SessionStore(PickleSessionBase):
@@ -207,15 +226,24 @@ class SessionStore(PickleSessionBase):
         model = cls.get_model_class()
         alias = router.db_for_write(model)
         sql = _statements(model, alias)
+        size = int(cls.clear_expired_batch_size)
         now = epoch_now()
+        if sql.delete_expired_batch:
+            # One statement per batch, locating rows by their physical id: no list of
+            # addresses travels to Python and back.
+            while True:
+                with connections[alias].cursor() as cursor:
+                    cursor.execute(sql.delete_expired_batch, [now, size])
+                    if cursor.rowcount < size:
+                        return
         while True:
             with connections[alias].cursor() as cursor:
-                cursor.execute(sql.expired + f" LIMIT {int(cls.clear_expired_batch_size)}", [now])
+                cursor.execute(sql.expired + f" LIMIT {size}", [now])
                 batch = [row[0] for row in cursor.fetchall()]
                 if batch:
                     placeholders = ", ".join(["%s"] * len(batch))
                     cursor.execute(sql.delete_many.format(placeholders), batch)
-            if len(batch) < cls.clear_expired_batch_size:
+            if len(batch) < size:
                 return
 
     # --- Async: the async ORM ---------------------------------------------------------------
