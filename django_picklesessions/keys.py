@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 
 from django_picklesessions.conf import conf, on_change
 
@@ -40,6 +41,7 @@ class Keyring:
     by_id: dict[bytes, SigningKey] = field(repr=False)
 
 
+@sensitive_variables()
 def derive(secret: str | bytes, position: int = 0) -> SigningKey:
     """Derive the MAC key and key id of one configured secret."""
     raw = secret.encode() if isinstance(secret, str) else bytes(secret)
@@ -48,6 +50,7 @@ def derive(secret: str | bytes, position: int = 0) -> SigningKey:
     return SigningKey(key_id=key_id, mac_key=mac_key, position=position)
 
 
+@sensitive_variables()
 def configured_secrets() -> list[str | bytes]:
     """Return the secrets in use, newest first: ``PICKLESESSIONS_KEYS`` or Django's keys."""
     keys = conf.KEYS
@@ -61,6 +64,7 @@ def configured_secrets() -> list[str | bytes]:
 
 
 @functools.cache
+@sensitive_variables()
 def get_keyring() -> Keyring:
     """Derive every configured key once; settings changes drop the cache."""
     secrets = configured_secrets()

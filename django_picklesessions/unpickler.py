@@ -147,7 +147,7 @@ def _plain_class_name(module: str, name: str) -> bool:
 def _clip(text: str, limit: int = 100) -> str:
     """Shorten and escape attacker-chosen text before it reaches a log line."""
     clipped = text[:limit] + ("…" if len(text) > limit else "")
-    return clipped if clipped.isprintable() else clipped.encode("unicode_escape").decode("ascii")
+    return clipped if clipped.isprintable() else repr(clipped)[1:-1]
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

@@ -92,9 +92,13 @@ class SessionData(MutableMapping[str, Any]):
         try:
             value = unpickler.loads(self._base[key])
         except ValueRejected as exc:
-            # A class gone after a deploy drops this key only; the login survives.
             del self._items[key]
-            logger.warning("Dropped session key %r that could not be unpickled: %s", key, exc)
+            if getattr(exc, "suspicious", False):
+                # Our writer never produces such a value: whoever wrote it holds the key.
+                security_logger.warning("Session value %r refused: %s", key, exc)
+            else:
+                # A class gone after a deploy drops this key only; the login survives.
+                logger.warning("Dropped session key %r that could not be unpickled: %s", key, exc)
             raise KeyError(key) from None
         self._items[key] = value
         return value
@@ -198,6 +202,19 @@ class SessionData(MutableMapping[str, Any]):
         """Return True if ``key``'s value has been unpickled (or set) in this request."""
         return key in self._items and self._items[key] is not _PENDING
 
+    def _pickled(self, writer: Writer, key: str, value: Any) -> bytes:
+        """Pickle ``value`` again; a loaded value the writer refuses stays as stored.
+
+        Only a forged record holds such a value (a read-only buffer, nesting too deep to
+        pickle): kept as its stored bytes, it cannot fail every response of the session.
+        """
+        try:
+            return writer.dumps(key, value)
+        except TypeError:
+            if key in self._assigned or key not in self._base:
+                raise
+            return self._base[key]
+
     def entries(self, writer: Writer) -> tuple[dict[str, bytes], bool]:
         """Pickle the current contents; return them and whether they differ from the base."""
         base = self._base
@@ -207,7 +224,7 @@ class SessionData(MutableMapping[str, Any]):
             if value is _PENDING or (key not in self._assigned and type(value) in _IMMUTABLE):
                 out[key] = base[key]
                 continue
-            data = writer.dumps(key, value)
+            data = self._pickled(writer, key, value)
             if key not in self._assigned and _same_value(base[key], data, value):
                 data = base[key]  # keep the stored bytes: nothing changed
             out[key] = data
@@ -231,7 +248,7 @@ class SessionData(MutableMapping[str, Any]):
             if key in touched:
                 if writer.dumps(key, value) != baseline[key]:
                     return True
-            elif not _same_value(baseline[key], writer.dumps(key, value), value):
+            elif not _same_value(baseline[key], self._pickled(writer, key, value), value):
                 return True
         return False
 

@@ -15,14 +15,21 @@ from typing import TYPE_CHECKING
 
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.db import IntegrityError, connections, router, transaction
+from django.db.models import BinaryField, Case, F, When
+from django.db.models.functions import Length
 from django.utils.functional import cached_property
 
 from django_picklesessions import record
-from django_picklesessions.backends.base import PickleSessionBase, epoch_now
+from django_picklesessions.backends.base import PickleSessionBase, epoch_now, security_logger
+from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import VersionConflict
 
 if TYPE_CHECKING:
     from django_picklesessions.models import AbstractSession
+
+
+def _refuse_oversized(address: str) -> None:
+    security_logger.warning("Session record refused (size) for session %s…", address[:8])
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,11 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         for name in ("address", "record", "expires_at", "version")
     )
     return _Statements(
-        select=f"SELECT {record} FROM {table} WHERE {address} = %s AND {expires_at} > %s",
+        # An oversized record is not even fetched: NULL comes back in its place.
+        select=(
+            f"SELECT CASE WHEN LENGTH({record}) <= %s THEN {record} END "
+            f"FROM {table} WHERE {address} = %s AND {expires_at} > %s"
+        ),
         exists=f"SELECT 1 FROM {table} WHERE {address} = %s",
         insert=(
             f"INSERT INTO {table} ({address}, {record}, {expires_at}, {version}) "
@@ -120,9 +131,18 @@ class SessionStore(PickleSessionBase):
     def _read(self, address: str) -> bytes | None:
         alias = router.db_for_read(self.model)
         with connections[alias].cursor() as cursor:
-            cursor.execute(_statements(self.model, alias).select, [address, epoch_now()])
+            cursor.execute(
+                _statements(self.model, alias).select,
+                [conf.MAX_RECORD_SIZE, address, epoch_now()],
+            )
             row = cursor.fetchone()
-        return None if row is None else row[0]
+        if row is None:
+            return None
+        if row[0] is None:
+            _refuse_oversized(address)
+            return None
+        stored: bytes = row[0]
+        return stored
 
     def _write(
         self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
@@ -250,11 +270,19 @@ class SessionStore(PickleSessionBase):
 
     async def _aread(self, address: str) -> bytes | None:
         rows = self.model._default_manager.using(router.db_for_read(self.model))
+        small = Case(
+            When(size__lte=conf.MAX_RECORD_SIZE, then=F("record")), output_field=BinaryField()
+        )
         try:
-            stored: bytes | memoryview = await rows.values_list("record", flat=True).aget(
-                address=address, expires_at__gt=epoch_now()
+            stored: bytes | memoryview | None = await (
+                rows.annotate(size=Length("record"))
+                .values_list(small, flat=True)
+                .aget(address=address, expires_at__gt=epoch_now())
             )
         except self.model.DoesNotExist:
+            return None
+        if stored is None:
+            _refuse_oversized(address)
             return None
         return bytes(stored)
 

@@ -1,0 +1,1 @@
+"""Fuzzing targets and measurements; see fuzz/README.md."""
