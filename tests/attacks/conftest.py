@@ -21,6 +21,12 @@ def _warm_up() -> None:
 
     get_allow_list()
     get_keyring()
+    # The C unpickler decodes protocol-0 text opcodes (INST, GLOBAL...) with codecs that some
+    # Python versions (3.12, 3.13) import on first use: a stdlib import, not the attack's.
+    import codecs
+
+    for encoding in ("ascii", "latin-1", "utf-8", "raw-unicode-escape", "unicode-escape"):
+        codecs.lookup(encoding)
     # A first request imports the middleware, the URLconf and the views.
     from django.test import Client
 
