@@ -244,7 +244,8 @@ def test_admin_lists_and_decodes_sessions(admin_client, settings) -> None:
 def test_admin_shows_a_tampered_record_as_refused(admin_client, unpickle_spy) -> None:
     store = saved(a=1)
     stored = row(store)
-    tampered = bytes(stored.record)[:-1] + b"\0"
+    original = bytes(stored.record)
+    tampered = original[:-1] + bytes([original[-1] ^ 1])  # always differs from the MAC
     Session.objects.filter(pk=stored.pk).update(record=tampered)
     detail = admin_client.get(f"/admin/django_picklesessions/session/{stored.pk}/change/")
     assert detail.status_code == 200
