@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.contrib.sessions.backends.base import CreateError, UpdateError
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.models import BinaryField, Case, F, When
 from django.db.models.functions import Length
 from django.utils.functional import cached_property
@@ -79,6 +79,17 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         delete_many=f"DELETE FROM {table} WHERE {address} IN ({{}})",
         delete_expired_batch=_delete_expired_batch(connections[alias].vendor, table, expires_at),
     )
+
+
+def _is_lock_contention(vendor: str, exc: OperationalError) -> bool:
+    """Return True for a deadlock or lock-wait timeout, which only means: retry."""
+    cause = exc.__cause__
+    if vendor == "mysql":
+        code = cause.args[0] if cause is not None and cause.args else None
+        return code in (1205, 1213)  # lock wait timeout, deadlock
+    if vendor == "postgresql":
+        return getattr(cause, "sqlstate", None) in ("40001", "40P01")
+    return vendor == "sqlite" and "locked" in str(exc)
 
 
 def _delete_expired_batch(vendor: str, table: str, expires_at: str) -> str | None:
@@ -228,11 +239,21 @@ class SessionStore(PickleSessionBase):
             )
         locks = SessionLock._default_manager.using(alias)
         now = time.time()
-        locks.filter(address=address, expires_at__lt=now).delete()  # an abandoned lease
         try:
-            locks.create(address=address, token=token, expires_at=now + lease)
+            try:
+                locks.create(address=address, token=token, expires_at=now + lease)
+            except IntegrityError:
+                # Held: take it over only if its lease ran out. Deleting first on every
+                # attempt would take gap locks on MariaDB, where racing INSERTs deadlock.
+                if not locks.filter(address=address, expires_at__lt=now).delete()[0]:
+                    return False
+                locks.create(address=address, token=token, expires_at=now + lease)
         except IntegrityError:
-            return False
+            return False  # another request took it first
+        except OperationalError as exc:
+            if _is_lock_contention(connections[alias].vendor, exc):
+                return False  # the database gave up on a race between lockers: try again
+            raise
         return True
 
     def _unlock(self, address: str, token: str) -> None:
