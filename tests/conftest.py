@@ -80,3 +80,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         pytest.exit(f"{reason}; CI needs every database server.", returncode=1)
     for item in items:
         item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Close what threads of the concurrency tests left connected to the test database.
+
+    PostgreSQL refuses to drop a database someone is connected to, and a thread's connection
+    can outlive its test; the teardown then fails whichever test ran last.
+    """
+    yield
+    from django.conf import settings
+    from django.db import connection
+
+    if settings.TEST_DB != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
