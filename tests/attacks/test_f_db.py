@@ -16,6 +16,7 @@ from django_picklesessions import record
 from django_picklesessions.admin import describe
 from django_picklesessions.backends.db import SessionStore
 from django_picklesessions.exceptions import SessionTooLarge
+from django_picklesessions.keys import get_keyring
 from django_picklesessions.models import Session
 from tests.attacks.audit import AuditGuard
 from tests.attacks.kit import (
@@ -113,6 +114,7 @@ def test_F4_write_size_enforcement(
         store.save()
     assert stored("db", key) == before
     macs: list[object] = []
+    get_keyring()  # derive the keys now (also HMACs): only record MACs are counted below
     monkeypatch.setattr(record.hmac, "digest", lambda *a: macs.append(a) or b"")
     plant("db", key, bytes(4097))
     assert_record_rejected(audit, "db", key, security_log, "size", unpickle_spy)
