@@ -85,7 +85,7 @@ def test_C1_oversized_blob(
             assert_record_rejected(audit, engine, VICTIM, security_log, None, unpickle_spy)
         assert "(size)" in security_log()[-1].getMessage()
         assert cost["peak"] < 2 * limit, (size, cost)
-        assert cost["seconds"] < 0.05 or engine == "db", (size, cost)
+        assert cost["seconds"] < 0.5 or engine == "db", (size, cost)
     assert macs == []
 
 
@@ -180,7 +180,7 @@ def test_C5_shared_reference_expansion(strict: bool, audit: AuditGuard) -> None:
     raw = _laughs(40)
     with measured() as cost:
         value = value_outcome(audit, raw)["evil"]
-    assert cost["seconds"] < 0.1
+    assert cost["seconds"] < 1.0
     assert value[0] is value[1]  # shared by identity: 41 lists, not 2**40
     # Saving again pickles each list once (the pickler's memo): no explosion.
     store = store_class("locmem")(VICTIM)
@@ -241,7 +241,7 @@ def test_C7_hash_collision_dict(case: str, strict_only: None, audit: AuditGuard)
     raw = b"\x80\x05" + COLLISIONS[case] + b"."
     with measured(memory=False) as cost:
         assert_value_rejected(audit, raw)
-    assert cost["seconds"] < 0.2
+    assert cost["seconds"] < 1.0  # generous: CI shares 2 cores; the refusal is the check
 
 
 def test_C7_distinct_int_keys_still_load(strict_only: None, audit: AuditGuard) -> None:
