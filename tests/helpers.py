@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django_picklesessions import record
@@ -43,3 +43,19 @@ def sign_raw(
 def pickled(**values: Any) -> dict[str, bytes]:
     """Pickle each value with the plain stdlib pickler, as an attacker would."""
     return {key: pickle.dumps(value, 5) for key, value in values.items()}
+
+
+def engines() -> dict[str, Callable[..., Any]]:
+    """The three engines' store classes, by name: what the engine-parametrised tests run on."""
+    from django_picklesessions.backends import db, file, locmem
+
+    return {"locmem": locmem.SessionStore, "db": db.SessionStore, "file": file.SessionStore}
+
+
+def new_session(store: Callable[..., Any], **values: object) -> str:
+    """Save a new session holding ``values`` with ``store``; return its key."""
+    first = store()
+    first.update(values)
+    first.save()
+    key: str = first.session_key
+    return key

@@ -16,12 +16,12 @@ from django.contrib.sessions.backends.base import UpdateError
 from django.db import connections
 from django.test import override_settings
 
-from django_picklesessions.backends import db, file, locmem
 from django_picklesessions.backends.base import PickleSessionBase
 from django_picklesessions.exceptions import SessionConflict
+from tests.helpers import engines, new_session
 
 Store = Callable[..., PickleSessionBase]
-ENGINES = {"locmem": locmem.SessionStore, "db": db.SessionStore, "file": file.SessionStore}
+ENGINES = engines()
 
 
 @pytest.fixture(
@@ -30,13 +30,6 @@ ENGINES = {"locmem": locmem.SessionStore, "db": db.SessionStore, "file": file.Se
 def store(request: pytest.FixtureRequest, settings, tmp_path) -> Store:
     settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
     return ENGINES[request.param]
-
-
-def session(store: Store, **values: object) -> str:
-    first = store()
-    first.update(values)
-    first.save()
-    return first.session_key
 
 
 def contents(store: Store, key: str) -> dict[str, object]:
@@ -53,7 +46,7 @@ def both(store: Store, key: str) -> tuple[PickleSessionBase, PickleSessionBase]:
 
 @pytest.mark.parametrize("order", ["ab", "ba"])
 def test_disjoint_keys_both_survive(store: Store, order: str) -> None:
-    key = session(store, shared=1)
+    key = new_session(store, shared=1)
     a, b = both(store, key)
     a["from_a"] = "A"
     b["from_b"] = "B"
@@ -63,7 +56,7 @@ def test_disjoint_keys_both_survive(store: Store, order: str) -> None:
 
 
 def test_in_place_changes_to_different_keys_both_survive(store: Store) -> None:
-    key = session(store, cart=["tea"], viewed=[1])
+    key = new_session(store, cart=["tea"], viewed=[1])
     a, b = both(store, key)
     a["cart"].append("cup")  # nested mutation, no __setitem__
     b["viewed"].append(2)
@@ -73,7 +66,7 @@ def test_in_place_changes_to_different_keys_both_survive(store: Store) -> None:
 
 
 def test_same_key_last_writer_wins_by_default(store: Store) -> None:
-    key = session(store, theme="light")
+    key = new_session(store, theme="light")
     a, b = both(store, key)
     a["theme"] = "dark"
     b["theme"] = "blue"
@@ -83,7 +76,7 @@ def test_same_key_last_writer_wins_by_default(store: Store) -> None:
 
 
 def test_same_key_same_change_is_no_conflict(store: Store) -> None:
-    key = session(store, theme="light")
+    key = new_session(store, theme="light")
     a, b = both(store, key)
     a["theme"] = b["theme"] = "dark"
     a.save()
@@ -93,7 +86,7 @@ def test_same_key_same_change_is_no_conflict(store: Store) -> None:
 
 @override_settings(PICKLESESSIONS_CONFLICT_POLICIES={"token": "raise"})
 def test_same_key_under_raise_policy(store: Store) -> None:
-    key = session(store, token="t0", other=0)
+    key = new_session(store, token="t0", other=0)
     a, b = both(store, key)
     a["token"] = "t1"
     b["token"] = "t2"
@@ -107,7 +100,7 @@ def test_same_key_under_raise_policy(store: Store) -> None:
 
 @override_settings(PICKLESESSIONS_CONFLICT_POLICIES={"cart": "tests.merges.sum_counts"})
 def test_same_key_under_a_merge_function(store: Store) -> None:
-    key = session(store, cart={"tea": 1})
+    key = new_session(store, cart={"tea": 1})
     a, b = both(store, key)
     a["cart"]["tea"] += 2  # in place
     b["cart"] = {"tea": 1, "cup": 1}
@@ -118,7 +111,7 @@ def test_same_key_under_a_merge_function(store: Store) -> None:
 
 @override_settings(PICKLESESSIONS_CONFLICT_POLICIES={"cart": "tests.merges.sum_counts"})
 def test_three_way_race(store: Store) -> None:
-    key = session(store, cart={})
+    key = new_session(store, cart={})
     racers = [store(key) for _ in range(3)]
     for racer in racers:
         racer._session  # noqa: B018 - all three load version 1
@@ -136,7 +129,7 @@ def test_three_way_race(store: Store) -> None:
 
 
 def test_deleted_key_stays_deleted(store: Store) -> None:
-    key = session(store, coupon="X", n=0)
+    key = new_session(store, coupon="X", n=0)
     a, b = both(store, key)
     del a["coupon"]
     b["n"] = 1
@@ -147,7 +140,7 @@ def test_deleted_key_stays_deleted(store: Store) -> None:
 
 @pytest.mark.parametrize("order", ["delete_first", "set_first"])
 def test_delete_against_set_of_the_same_key(store: Store, order: str) -> None:
-    key = session(store, coupon="X")
+    key = new_session(store, coupon="X")
     deleter, setter = both(store, key)
     del deleter["coupon"]
     setter["coupon"] = "Y"
@@ -162,7 +155,7 @@ def test_delete_against_set_of_the_same_key(store: Store, order: str) -> None:
 
 
 def test_flush_against_set(store: Store) -> None:
-    key = session(store, _auth_user_id="1")
+    key = new_session(store, _auth_user_id="1")
     flusher, setter = both(store, key)
     setter["cart"] = ["tea"]
     flusher.flush()
@@ -172,7 +165,7 @@ def test_flush_against_set(store: Store) -> None:
 
 
 def test_cycle_key_against_set(store: Store) -> None:
-    key = session(store, _auth_user_id="1")
+    key = new_session(store, _auth_user_id="1")
     cycler, setter = both(store, key)
     cycler.cycle_key()
     setter["cart"] = ["tea"]
@@ -183,7 +176,7 @@ def test_cycle_key_against_set(store: Store) -> None:
 
 
 def test_the_retry_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    key = session(store, n=0)
+    key = new_session(store, n=0)
     a, b = both(store, key)
     a["n"] = 1
     b["m"] = 1
@@ -194,7 +187,7 @@ def test_the_retry_is_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_uncontended_save_needs_one_write(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    key = session(store, n=0)
+    key = new_session(store, n=0)
     writes = []
     real = store()._write
     monkeypatch.setattr(type(store()), "_write", lambda self, *a: writes.append(a) or real(*a))
@@ -217,7 +210,7 @@ def test_uncontended_save_needs_one_write(store: Store, monkeypatch: pytest.Monk
 def test_async_saves_replay_too(engine: str, settings, tmp_path) -> None:
     settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
     store = ENGINES[engine]
-    key = session(store, shared=1)
+    key = new_session(store, shared=1)
 
     async def race() -> None:
         a, b = store(key), store(key)
@@ -234,7 +227,7 @@ def test_async_saves_replay_too(engine: str, settings, tmp_path) -> None:
 @override_settings(PICKLESESSIONS_CONFLICT_POLICIES={"cart": "tests.merges.sum_counts"})
 def test_the_same_change_in_both_adds_up_under_a_merge(store: Store) -> None:
     # Two tabs add the same product: equal pickles on both sides, still two adds.
-    key = session(store, cart={7: 1})
+    key = new_session(store, cart={7: 1})
     a, b = both(store, key)
     a["cart"][7] += 1
     b["cart"][7] += 1

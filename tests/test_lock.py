@@ -15,12 +15,13 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections, transaction
 
-from django_picklesessions.backends import db, file, locmem
+from django_picklesessions.backends import db, file
 from django_picklesessions.backends.base import PickleSessionBase
 from django_picklesessions.exceptions import SessionLockTimeout
+from tests.helpers import engines, new_session
 
 Store = Callable[..., PickleSessionBase]
-ENGINES = {"locmem": locmem.SessionStore, "db": db.SessionStore, "file": file.SessionStore}
+ENGINES = engines()
 # The db engine's lock must be visible to other connections at once: no test transaction.
 DB = pytest.param("db", marks=[pytest.mark.db, pytest.mark.django_db(transaction=True)])
 
@@ -31,15 +32,8 @@ def store(request: pytest.FixtureRequest, settings, tmp_path) -> Store:
     return ENGINES[request.param]
 
 
-def session(store: Store, **values: object) -> str:
-    first = store()
-    first.update(values)
-    first.save()
-    return first.session_key
-
-
 def test_second_locker_waits_then_times_out(store: Store) -> None:
-    key = session(store, n=0)
+    key = new_session(store, n=0)
     holder, waiter = store(key), store(key)
     with holder.locked():
         started = time.monotonic()
@@ -52,7 +46,7 @@ def test_second_locker_waits_then_times_out(store: Store) -> None:
 
 
 def test_entering_catches_up_and_leaving_saves(store: Store) -> None:
-    key = session(store, cart=["tea"], note="")
+    key = new_session(store, cart=["tea"], note="")
     late = store(key)
     assert late["cart"] == ["tea"]  # loaded before the other save
     other = store(key)
@@ -66,7 +60,7 @@ def test_entering_catches_up_and_leaving_saves(store: Store) -> None:
 
 
 def test_only_one_checkout_runs(store: Store) -> None:
-    key = session(store, cart=["tea", "cup"], orders=0)
+    key = new_session(store, cart=["tea", "cup"], orders=0)
     results: list[str] = []
 
     def checkout() -> None:
@@ -93,7 +87,7 @@ def test_only_one_checkout_runs(store: Store) -> None:
 @pytest.mark.parametrize("engine", ["locmem", DB])
 def test_abandoned_lease_is_taken_over(engine: str) -> None:
     store = ENGINES[engine]
-    key = session(store, n=0)
+    key = new_session(store, n=0)
     crashed = store(key)
     lock = crashed.locked(lease=0.1)
     lock.__enter__()  # never left: the holder "died"
@@ -108,7 +102,7 @@ def test_abandoned_lease_is_taken_over(engine: str) -> None:
 
 def test_file_lock_ends_with_its_process(settings, tmp_path) -> None:
     settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
-    key = session(file.SessionStore, n=0)
+    key = new_session(file.SessionStore, n=0)
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -143,7 +137,7 @@ def test_file_lock_ends_with_its_process(settings, tmp_path) -> None:
 
 def test_unused_lock_files_are_cleaned_up(settings, tmp_path) -> None:
     settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
-    key = session(file.SessionStore, n=0)
+    key = new_session(file.SessionStore, n=0)
     with file.SessionStore(key).locked():
         pass
     address = file.SessionStore.address(key)
@@ -159,7 +153,7 @@ def test_unused_lock_files_are_cleaned_up(settings, tmp_path) -> None:
 @pytest.mark.db
 @pytest.mark.django_db
 def test_db_lock_refuses_to_run_inside_a_transaction() -> None:
-    key = session(db.SessionStore, n=0)
+    key = new_session(db.SessionStore, n=0)
     refused = pytest.raises(RuntimeError, match="outside transaction.atomic")
     with transaction.atomic(), refused, db.SessionStore(key).locked():
         pass
@@ -167,7 +161,7 @@ def test_db_lock_refuses_to_run_inside_a_transaction() -> None:
 
 @pytest.mark.skipif(django.VERSION < (5, 1), reason="async session methods need Django 5.1")
 def test_async_lock(store: Store) -> None:
-    key = session(store, n=0)
+    key = new_session(store, n=0)
 
     async def scenario() -> None:
         holder, waiter = store(key), store(key)
