@@ -82,10 +82,9 @@ _DATABASES: dict[str, dict[str, Any]] = {
         "PORT": "5432",
         "NAME": "test",
         "USER": "postgres",
-        # Parallel tox environments share the server: each gets a test database of its own.
-        "TEST": {
-            "NAME": "test_example_" + os.environ.get("TOX_ENV_NAME", "main").replace("-", "_")
-        },
+        # Parallel runs (tox environments, several checkouts) share the server: each run
+        # gets a test database of its own.
+        "TEST": {"NAME": f"test_example_{os.getpid()}"},
     },
 }
 DATABASES = {"default": _DATABASES[_choice("EXAMPLE_DATABASE", "sqlite", tuple(_DATABASES))]}
