@@ -80,6 +80,9 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 STATIC_URL = "static/"
 LOGIN_URL = "login"
+# A form posted from a tab opened before signing in carries the token of before (login
+# rotates it): a page that says so and offers the same action again, not a bare 403.
+CSRF_FAILURE_VIEW = "shop.views.csrf_failure"
 LOGIN_REDIRECT_URL = "shop:product_list"
 
 VAR_DIR = Path(os.environ.get("EXAMPLE_VAR_DIR", BASE_DIR / "var"))
