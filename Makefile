@@ -26,7 +26,7 @@ export PATH := $(subst $(space),:,$(PYENV_BINS)):$(PATH)
 endif
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run serve test tox lint typing format bench bench-all clean
+.PHONY: run serve charts test tox lint typing format bench bench-all clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,17 @@ bench-all: bench
 	PYTHONHASHSEED=0 $(BIN)/python -m bench.cleanup
 	PYTHONHASHSEED=0 $(BIN)/python -m bench.http
 	PYTHONHASHSEED=0 $(BIN)/python -m bench.contention
+
+## charts: the PNG charts of docs/benchmarks.md and the architecture figure, from the JSON
+## figures in bench/results/ (matplotlib, the bench dependency group)
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --group bench
+	touch $@
+
+charts: $(BENCH_STAMP)
+	$(BIN)/python -m bench.charts $(CHART_DATA)
+	$(BIN)/python docs/figures/architecture.py
 
 clean:
 	rm -rf $(VENV) .tox .mypy_cache .ruff_cache build dist *.egg-info
