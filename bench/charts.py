@@ -26,14 +26,23 @@ OUT = ROOT / "docs" / "figures"
 # The palette of the example shop, so the pictures look like one project.
 INK, MUTED, LINE = "#1f2a24", "#5d6b63", "#dfe5e0"
 SERIES = ["#9cc3ad", "#2f6b4f", "#c98b3a", "#6d5a8c"]
+CLEANUP_SERIES = {
+    "ours": (SERIES[1], "ours"),
+    "stock": (SERIES[2], "stock"),
+    "floor": (SERIES[0], "unlink only (floor)"),
+}
 
 
-def _style(figure: Figure) -> None:
+def _finish(figure: Figure, title: str) -> Figure:
+    """Title the figure and give every panel the house style."""
+    figure.suptitle(title, color=INK)
     for axes in figure.axes:
         axes.spines[["top", "right"]].set_visible(False)
         axes.tick_params(colors=INK)
         axes.grid(axis="y", color=LINE, linewidth=0.8)
         axes.set_axisbelow(True)
+    figure.tight_layout()
+    return figure
 
 
 def ratios(data: dict[str, Any]) -> Figure:
@@ -53,10 +62,7 @@ def ratios(data: dict[str, Any]) -> Figure:
         axes.set_title(f"{name} (target ≤ {operation['target']}×)", color=INK)
     panels[0].set_ylabel("ours / stock time (lower is better)")
     panels[0].legend(frameon=False, fontsize=8, loc="upper left")
-    figure.suptitle("Session operations: ours vs Django's engines, per payload", color=INK)
-    _style(figure)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, "Session operations: ours vs Django's engines, per payload")
 
 
 def cleanup(data: dict[str, Any]) -> Figure:
@@ -65,12 +71,9 @@ def cleanup(data: dict[str, Any]) -> Figure:
     stores = block["stores"]
     figure, panels = plt.subplots(1, len(stores), figsize=(11, 3.6))
     for axes, (name, store) in zip(panels, stores.items(), strict=True):
-        for index, who in enumerate(("ours", "stock", "floor")):
+        for who, (color, label) in CLEANUP_SERIES.items():
             if who in store:
-                axes.plot(
-                    store["sessions"], store[who], marker="o", color=SERIES[[1, 2, 0][index]],
-                    label={"floor": "unlink only (floor)"}.get(who, who),
-                )  # fmt: skip
+                axes.plot(store["sessions"], store[who], marker="o", color=color, label=label)
         axes.set_xscale("log")
         axes.set_yscale("log")
         axes.set_xticks(store["sessions"], [f"{n:,}" for n in store["sessions"]])
@@ -79,10 +82,7 @@ def cleanup(data: dict[str, Any]) -> Figure:
         axes.set_xlabel("sessions (half expired)", color=MUTED)
         axes.legend(frameon=False, fontsize=8)
     panels[0].set_ylabel("seconds (log)")
-    figure.suptitle("clear_expired: time against the number of sessions", color=INK)
-    _style(figure)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, "clear_expired: time against the number of sessions")
 
 
 def contention(data: dict[str, Any]) -> Figure:
@@ -98,10 +98,7 @@ def contention(data: dict[str, Any]) -> Figure:
     axes.set_xlabel("concurrent writers on one session", color=MUTED)
     axes.set_ylabel("saves per second (log)")
     axes.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    axes.set_title("Contended saves: compare-and-swap, no update lost", color=INK)
-    _style(figure)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, "Contended saves: compare-and-swap, no update lost")
 
 
 CHARTS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib.metadata
 import importlib.util
@@ -76,7 +77,13 @@ def server(project_env: dict[str, str]) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    with _serving(process, port, "runserver"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def _serving(process: subprocess.Popen[bytes], port: int, name: str) -> Iterator[None]:
+    """Wait until ``process`` accepts connections on ``port``; always stop it afterwards."""
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -85,9 +92,9 @@ def server(project_env: dict[str, str]) -> Iterator[str]:
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("runserver did not start") from None
+                    raise AssertionError(f"{name} did not start") from None
                 time.sleep(0.1)
-        yield url
+        yield
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -140,20 +147,8 @@ def gunicorn(project_env: dict[str, str]) -> Iterator[int]:
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _get(port, "/static/shop/shop.css", "shop.example")
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("gunicorn did not start") from None
-                time.sleep(0.2)
+    with _serving(process, port, "gunicorn"):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_gunicorn_from_the_repo_root_serves_pages_and_static_files(gunicorn: int) -> None:
