@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# The demo needs only the package, Django and the example's own dependencies (make run), or
+# those and gunicorn plus a PostgreSQL driver (make serve); make test installs everything.
+EXAMPLE_STAMP := $(VENV)/.installed-example
+SERVE_STAMP := $(VENV)/.installed-serve
+WORKERS ?= 4
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -21,7 +26,7 @@ export PATH := $(subst $(space),:,$(PYENV_BINS)):$(PATH)
 endif
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test tox lint typing format bench bench-all clean
+.PHONY: run serve charts test tox lint typing format bench bench-all clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +34,33 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable . --group dev
 	touch $@
 
-## run: start the example project on http://$(HOST):$(PORT)/
-run: $(STAMP)
+$(EXAMPLE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --editable . --group example
+	touch $@
+
+$(SERVE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --editable . --group serve
+	touch $@
+
+## run: start the example project on http://$(HOST):$(PORT)/ (make run PORT=8001 HOST=0.0.0.0)
+run: $(EXAMPLE_STAMP)
 	$(BIN)/python example_project/manage.py migrate --noinput
 	@echo "Example project: http://$(HOST):$(PORT)/"
 	$(BIN)/python example_project/manage.py runserver $(HOST):$(PORT)
+
+## serve: the example project as in production: DEBUG off, collectstatic, gunicorn with
+## $(WORKERS) workers; EXAMPLE_DATABASE=postgresql and EXAMPLE_SESSION_ENGINE choose storage
+serve: export EXAMPLE_DEBUG := 0
+serve: $(SERVE_STAMP)
+	$(BIN)/python example_project/manage.py migrate --noinput
+	$(BIN)/python example_project/manage.py collectstatic --noinput --verbosity 0
+	@echo "Example project under gunicorn ($(WORKERS) workers): http://$(HOST):$(PORT)/"
+	$(BIN)/python -m gunicorn example_project.config.wsgi --bind $(HOST):$(PORT) \
+		--workers $(WORKERS) --access-logfile -
 
 ## test: the test suite on SQLite, its database tests again on PostgreSQL and MariaDB,
 ## then the example project's tests, again on PostgreSQL but for the browser tests
@@ -71,6 +98,17 @@ bench-all: bench
 	PYTHONHASHSEED=0 $(BIN)/python -m bench.cleanup
 	PYTHONHASHSEED=0 $(BIN)/python -m bench.http
 	PYTHONHASHSEED=0 $(BIN)/python -m bench.contention
+
+## charts: the PNG charts of docs/benchmarks.md and the architecture figure, from the JSON
+## figures in bench/results/ (matplotlib, the bench dependency group)
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --group bench
+	touch $@
+
+charts: $(BENCH_STAMP)
+	$(BIN)/python -m bench.charts $(CHART_DATA)
+	$(BIN)/python docs/figures/architecture.py
 
 clean:
 	rm -rf $(VENV) .tox .mypy_cache .ruff_cache build dist *.egg-info

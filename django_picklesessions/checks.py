@@ -26,7 +26,7 @@ _KEYS_HINT = (
 def check_signing_keys(
     *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E001/W001: weak signing keys; E004: a malformed PICKLESESSIONS_KEYS."""
+    """E004: a malformed PICKLESESSIONS_KEYS, or two keys that are equal."""
     raw = getattr(settings, "PICKLESESSIONS_KEYS", None)
     if raw is not None and (
         isinstance(raw, (str, bytes))
@@ -44,26 +44,41 @@ def check_signing_keys(
         ]
     source = "PICKLESESSIONS_KEYS" if raw is not None else "SECRET_KEY/SECRET_KEY_FALLBACKS"
     secrets = keys.configured_secrets()
-    messages: list[CheckMessage] = []
-    for position, secret in enumerate(secrets):
-        why = keys.weakness(secret)
-        if why is None:
-            continue
-        which = "The current key" if position == 0 else f"Fallback key #{position}"
-        text = f"{which} in {source} is too weak to sign pickle sessions: {why}."
-        if settings.DEBUG:
-            messages.append(Warning(text, hint=_KEYS_HINT, id="django_picklesessions.W001"))
-        else:
-            messages.append(Error(text, hint=_KEYS_HINT, id="django_picklesessions.E001"))
     ids = [keys.derive(secret).key_id for secret in secrets if isinstance(secret, (str, bytes))]
     if len(set(ids)) != len(ids):
-        messages.append(
+        return [
             Error(
                 f"Two keys in {source} are equal or share a key id.",
                 hint="Remove the duplicate, or replace one key with a new random one.",
                 id="django_picklesessions.E004",
             )
-        )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_signing_key_strength(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E001/W001 (``check --deploy`` only): a weak entry of PICKLESESSIONS_KEYS.
+
+    A weak SECRET_KEY or SECRET_KEY_FALLBACKS entry is Django's to report, with the same
+    rules (security.W009 and W025): saying it twice would only add noise.
+    """
+    raw = getattr(settings, "PICKLESESSIONS_KEYS", None)
+    if not isinstance(raw, (list, tuple)):
+        return []  # unset (Django's keys), or malformed (E004)
+    messages: list[CheckMessage] = []
+    for position, secret in enumerate(raw):
+        why = keys.weakness(secret) if isinstance(secret, (str, bytes)) and secret else None
+        if why is None:  # strong, or malformed (E004)
+            continue
+        which = "The current key" if position == 0 else f"Fallback key #{position}"
+        text = f"{which} in PICKLESESSIONS_KEYS is too weak to sign pickle sessions: {why}."
+        if settings.DEBUG:
+            messages.append(Warning(text, hint=_KEYS_HINT, id="django_picklesessions.W001"))
+        else:
+            messages.append(Error(text, hint=_KEYS_HINT, id="django_picklesessions.E001"))
     return messages
 
 
@@ -214,4 +229,29 @@ def check_conflict_policies(
             id="django_picklesessions.E007",
         )
         for problem in merge.check_policies(policies)
+    ]
+
+
+@register()
+def check_file_path_not_djangos(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W040: PICKLESESSIONS_FILE_PATH is the directory of Django's own file engine."""
+    ours, djangos = getattr(settings, PREFIX + "FILE_PATH", None), settings.SESSION_FILE_PATH
+    if not (isinstance(ours, (str, os.PathLike)) and isinstance(djangos, (str, os.PathLike))):
+        return []
+    if os.path.realpath(os.fspath(ours)) != os.path.realpath(os.fspath(djangos)):
+        return []
+    return [
+        Warning(
+            f"{PREFIX}FILE_PATH is the same directory as SESSION_FILE_PATH ({os.fspath(ours)!r}).",
+            hint=(
+                "Give each engine a directory of its own, so that their files, modes and "
+                "cleanup stay apart: Django's file engine writes its unsigned 'sessionid…' "
+                "files there with the process umask, beside the 0700 tree of pickle "
+                "records. For example PICKLESESSIONS_FILE_PATH = BASE_DIR / 'var' / "
+                "'pickle-sessions'."
+            ),
+            id="django_picklesessions.W040",
+        )
     ]

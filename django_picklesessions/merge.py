@@ -10,11 +10,16 @@ changed by both follows its policy in ``PICKLESESSIONS_CONFLICT_POLICIES``:
   with the value both requests started from, this request's value and the other's, each
   :data:`MISSING` if the key was absent or deleted; it returns the value to store, or
   ``MISSING`` to delete the key. For a cart: sum the quantity changes.
+
+The keys Django itself writes have reviewed defaults (:data:`DEFAULT_POLICIES`); a project's
+own entry for such a key replaces the default.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -82,9 +87,84 @@ def _resolve(policy: object) -> Policy:
     return policy
 
 
+def merge_messages(base: Any, ours: Any, theirs: Any) -> Any:
+    """Merge ``django.contrib.messages`` session storage (``_messages``): keep every message.
+
+    The value is a JSON string of a list of encoded messages. The result is the other
+    request's list, minus the messages this request displayed (they were in the base and are
+    gone from ours), plus the messages this request added. Equal messages count one by one.
+    A value that is not such a string falls back to this request's value.
+    """
+    base_list, our_list, their_list = (_message_list(v) for v in (base, ours, theirs))
+    if base_list is None or our_list is None or their_list is None:
+        return ours
+    shown = _unmatched(base_list, our_list)  # in the base, gone from ours: displayed
+    merged = _unmatched(their_list, shown) + _unmatched(our_list, base_list)
+    return json.dumps(merged) if merged else MISSING
+
+
+def _unmatched(messages: list[Any], minus: list[Any]) -> list[Any]:
+    """Return ``messages`` without one occurrence of each message of ``minus``, in order."""
+    left = Counter(map(_canonical, minus))
+    kept = []
+    for message in messages:
+        if left[_canonical(message)] > 0:
+            left[_canonical(message)] -= 1
+        else:
+            kept.append(message)
+    return kept
+
+
+def _message_list(value: Any) -> list[Any] | None:
+    """Return the decoded list of a ``_messages`` value, [] if missing, None if foreign."""
+    if value is MISSING:
+        return []
+    if not isinstance(value, str):
+        return None
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, list) else None
+
+
+def _canonical(message: Any) -> str:
+    return json.dumps(message, sort_keys=True)
+
+
+def keep_rotation(base: Any, ours: Any, theirs: Any) -> Any:
+    """Merge the CSRF secret (``_csrftoken`` under ``CSRF_USE_SESSIONS``).
+
+    A deliberate rotation of an existing secret (``rotate_token()``) wins. Two requests that
+    each created a first secret keep the one stored first: every request that loaded the
+    session since then has rendered forms with it, and only this response's forms carry ours.
+    """
+    if base is not MISSING and ours is not MISSING and ours != base:
+        return ours
+    return ours if theirs is MISSING else theirs
+
+
+#: The keys Django writes, and what a concurrent change of each does (docs/concurrency.md).
+DEFAULT_POLICIES: dict[str, Policy] = {
+    # django.contrib.messages' SessionStorage: every request's messages are kept.
+    "_messages": merge_messages,
+    # django.contrib.auth writes the three together (login), and login, logout and a password
+    # change rotate or flush the session, so a concurrent request holding the old key gets
+    # SessionInterrupted. Never merged: one request's identity replaces the other's whole.
+    "_auth_user_id": LAST_WRITER_WINS,
+    "_auth_user_backend": LAST_WRITER_WINS,
+    "_auth_user_hash": LAST_WRITER_WINS,
+    # set_expiry(): the latest explicit choice stands ("remember me" ticked or not).
+    "_session_expiry": LAST_WRITER_WINS,
+    # CSRF_USE_SESSIONS: a rotation wins, else the first secret stored stays.
+    "_csrftoken": keep_rotation,
+}
+
+
 @functools.cache
 def _policies() -> dict[str, Policy]:
-    return {key: _resolve(policy) for key, policy in conf.CONFLICT_POLICIES.items()}
+    configured = {key: _resolve(policy) for key, policy in conf.CONFLICT_POLICIES.items()}
+    return {**DEFAULT_POLICIES, **configured}
 
 
 @on_change("PICKLESESSIONS_CONFLICT_POLICIES")

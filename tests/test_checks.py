@@ -31,26 +31,53 @@ def test_test_settings_pass() -> None:
     call_command("check")
 
 
+def deploy_ids() -> list[str]:
+    """The ids ``check --deploy`` reports: ours and Django's own."""
+    return [m.id or "" for m in run_checks(include_deployment_checks=True)]
+
+
+def deploy_messages(check_id: str) -> list[str]:
+    return [m.msg for m in run_checks(include_deployment_checks=True) if m.id == check_id]
+
+
+STRONG = "k3y-" + "0123456789abcdefghijklmnopqrstuvwxyz" * 2
+
+
 @override_settings(SECRET_KEY="django-insecure-" + "x1y2z3" * 10, DEBUG=False)
-def test_e001_weak_key_in_production() -> None:
-    assert ids() == ["django_picklesessions.E001"]
-    assert "django-insecure-" in messages("django_picklesessions.E001")[0]
+def test_a_weak_secret_key_is_djangos_to_report_and_only_on_deploy() -> None:
+    # migrate, clearsessions, runserver: silent, as Django is (its W009 is a deploy check).
+    assert ids() == []
+    call_command("check")
+    found = deploy_ids()
+    assert "security.W009" in found
+    assert not [i for i in found if i.startswith("django_picklesessions.")]  # no repeat
 
 
-@override_settings(SECRET_KEY="short-but-varied-key", DEBUG=False, SECRET_KEY_FALLBACKS=[])
+@override_settings(PICKLESESSIONS_KEYS=["django-insecure-" + "x1y2z3" * 10], DEBUG=False)
+def test_e001_weak_key_on_deploy() -> None:
+    assert ids() == []  # not outside --deploy
+    found = [i for i in deploy_ids() if i.startswith("django_picklesessions.")]
+    assert found == ["django_picklesessions.E001"]
+    assert "django-insecure-" in deploy_messages(found[0])[0]
+
+
+@override_settings(PICKLESESSIONS_KEYS=["short-but-varied-key"], DEBUG=False)
 def test_e001_short_key() -> None:
-    assert "20 characters long" in messages("django_picklesessions.E001")[0]
+    [message] = deploy_messages("django_picklesessions.E001")
+    assert "20 characters long" in message
 
 
-@override_settings(SECRET_KEY="a" * 60, DEBUG=True)
-def test_w001_weak_key_while_debugging() -> None:
-    assert ids() == ["django_picklesessions.W001"]
-    assert "fewer than 5 distinct" in messages("django_picklesessions.W001")[0]
+@override_settings(PICKLESESSIONS_KEYS=["a" * 60], DEBUG=True)
+def test_w001_weak_key_on_deploy_while_debugging() -> None:
+    assert "django_picklesessions.W001" in deploy_ids()
+    [message] = deploy_messages("django_picklesessions.W001")
+    assert "fewer than 5 distinct" in message
 
 
-@override_settings(SECRET_KEY_FALLBACKS=["old-and-short"])
+@override_settings(PICKLESESSIONS_KEYS=[STRONG, "old-and-short"], DEBUG=False)
 def test_e001_weak_fallback_key() -> None:
-    assert "Fallback key #1" in messages("django_picklesessions.E001")[0]
+    [message] = deploy_messages("django_picklesessions.E001")
+    assert "Fallback key #1" in message
 
 
 @pytest.mark.parametrize(
@@ -258,4 +285,15 @@ def test_e007_bad_conflict_policy(policies: object, text: str) -> None:
 def test_e007_good_policies_pass() -> None:
     good = {"cart": "tests.merges.sum_counts", "token": "raise", "theme": "last-writer-wins"}
     with override_settings(PICKLESESSIONS_CONFLICT_POLICIES=good):
+        assert ids() == []
+
+
+def test_w040_file_path_is_djangos_session_file_path(tmp_path: Path) -> None:
+    shared = tmp_path / "sessions"
+    with override_settings(PICKLESESSIONS_FILE_PATH=shared, SESSION_FILE_PATH=str(shared)):
+        assert ids() == ["django_picklesessions.W040"]
+        assert "SESSION_FILE_PATH" in messages("django_picklesessions.W040")[0]
+    with override_settings(
+        PICKLESESSIONS_FILE_PATH=shared, SESSION_FILE_PATH=str(tmp_path / "django")
+    ):
         assert ids() == []

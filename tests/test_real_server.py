@@ -4,7 +4,8 @@ gunicorn serves ``tests/real_server`` with several sync worker processes on 127.
 threads sharing one session cookie add products at once, each request pausing between
 loading the session and changing it so that requests race to save. At the end every
 product is in the cart (a merge policy sums the quantities of the ``cart`` key), and every
-client's own ``seen_<client>`` key, which has no policy, is complete. Runs on the db engine
+client's own ``seen_<client>`` key, which has no policy, is complete, and every request's flash
+message is shown (the default ``_messages`` merge). Runs on the db engine
 (a SQLite WAL file, or a scratch PostgreSQL or MariaDB database, after
 ``PICKLESESSIONS_TEST_DB``) and on the file engine.
 """
@@ -333,6 +334,9 @@ def test_distinct_products_of_concurrent_clients_all_survive(server: Server) -> 
     assert found["cart"] == expected  # the cart's merge policy keeps every addition
     # No policy on seen_<client>: each is changed by one client only, so every list is whole.
     assert found["seen"] == {f"seen_{client}": plan for client, plan in enumerate(plans)}
+    # The default _messages merge: every request's "Added …" message is shown, once.
+    expected_messages = [f"Added {p} for client {c}." for c, plan in enumerate(plans) for p in plan]
+    assert sorted(found["messages"]) == sorted(expected_messages)
     # The requests did overlap, in several processes: saves lost races and were replayed.
     assert len({r.json()["pid"] for r in responses}) > 1
     assert server.conflicts() > 0
@@ -346,4 +350,7 @@ def test_the_same_product_added_concurrently_adds_up(server: Server) -> None:
     found = contents(server, key)
     assert found["cart"] == {"7": 2 * adds}
     assert found["seen"] == {"seen_0": [7] * adds, "seen_1": [7] * adds}
+    assert sorted(found["messages"]) == sorted(
+        [f"Added 7 for client {client}." for client in (0, 1) for _ in range(adds)]
+    )
     assert server.conflicts() > 0

@@ -6,7 +6,12 @@ Environment variables:
 - ``EXAMPLE_DATABASE``: ``sqlite`` (default, ``var/db.sqlite3``) or ``postgresql``
   (127.0.0.1:5432, database ``test``, user ``postgres``);
 - ``EXAMPLE_VAR_DIR``: where runtime data goes (default ``example_project/var``);
-- ``EXAMPLE_DEBUG`` (``1`` by default) and ``EXAMPLE_SECRET_KEY``.
+- ``EXAMPLE_DEBUG`` (``1`` by default) and ``EXAMPLE_SECRET_KEY``;
+- ``EXAMPLE_ALLOWED_HOSTS``: comma-separated host names the shop answers to (default the
+  loopback names).
+
+Static files are served by WhiteNoise, as in production: under runserver, and under gunicorn
+(``make serve``) from ``collectstatic``'s ``var/static``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ SECRET_KEY = os.environ.get(
     "EXAMPLE_SECRET_KEY", "example-project-only-NOT-A-SECRET-7f3c9a1e5b2d8f4a6c0e9b7d5a3f1c8e"
 )
 DEBUG = os.environ.get("EXAMPLE_DEBUG", "1") == "1"
-ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("EXAMPLE_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+    if host.strip()
+] + ["testserver"]  # Django's test client
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -44,6 +53,8 @@ INSTALLED_APPS = [
     "shop",
 ]
 MIDDLEWARE = [
+    # Static files without a separate web server: first, so that they skip the session.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -69,10 +80,23 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 STATIC_URL = "static/"
 LOGIN_URL = "login"
+# A form posted from a tab opened before signing in carries the token of before (login
+# rotates it): a page that says so and offers the same action again, not a bare 403.
+CSRF_FAILURE_VIEW = "shop.views.csrf_failure"
 LOGIN_REDIRECT_URL = "shop:product_list"
 
 VAR_DIR = Path(os.environ.get("EXAMPLE_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# collectstatic's target, which WhiteNoise serves; with DEBUG on it also finds files in the
+# apps, so runserver and a bare gunicorn need no collectstatic.
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing one
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Gzip and Brotli copies at collectstatic; no manifest, so no collectstatic is needed
+    # to render a page.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 _DATABASES: dict[str, dict[str, Any]] = {
     "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "db.sqlite3"},

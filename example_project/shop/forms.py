@@ -47,6 +47,16 @@ class CouponForm(forms.Form):
         self.coupon = Coupon.objects.filter(code=code, active=True).first()
         if self.coupon is None:
             raise forms.ValidationError("Unknown coupon code.")
+        if self.coupon.kind == Coupon.Kind.PERCENT:
+            # Percentages do not stack: 10 % and 25 % off must not make 35 % off.
+            other = Coupon.objects.filter(
+                code__in=self.applied, kind=Coupon.Kind.PERCENT, active=True
+            ).first()
+            if other is not None:
+                raise forms.ValidationError(
+                    f"Only one percentage coupon per order: remove {other.code} first to use "
+                    f"{code}."
+                )
         return code
 
 

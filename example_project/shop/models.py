@@ -90,6 +90,11 @@ class Order(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("shop:order", args=[self.reference])
 
+    @property
+    def coupon_list(self) -> list[str]:
+        """The codes in the order they were applied to the total, as checkout showed them."""
+        return [code for code in self.coupons.split(",") if code]
+
 
 class OrderLine(models.Model):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import pickle
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,11 @@ from django_picklesessions.backends.base import PickleSessionBase
 
 # The engines store each value pickled on its own with this protocol.
 PROTOCOL = 5
-PREVIEW_LENGTH = 160
+#: Bounds of a value's preview, in characters, cut only between words.
+PREVIEW_LENGTH = 240
+#: How many objects inside one value are looked at to list their types.
+MAX_NESTED = 2000
+_WORD_ENDS = " ,\n"
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class Entry:
     type_name: str
     size: int  # bytes of this value's pickle inside the record
     preview: str
+    nested: tuple[str, ...] = ()  # the types of the objects inside the value
+    decoded: bool = False  # unpickled by this request before the page described it
 
 
 @dataclass(frozen=True)
@@ -42,23 +50,75 @@ def type_name(value: Any) -> str:
     )
 
 
+def described_type(value: Any) -> str:
+    """Return the type's name, saying whether a datetime is aware (and in which zone)."""
+    name = type_name(value)
+    if isinstance(value, (datetime.datetime, datetime.time)):
+        zone = value.tzinfo.tzname(None) if value.tzinfo else None  # type: ignore[arg-type]
+        return f"{name} (aware, {zone})" if value.tzinfo else f"{name} (naive)"
+    return name
+
+
+def nested_types(value: Any) -> tuple[str, ...]:
+    """Return the distinct types of the objects inside ``value``, breadth first."""
+    found: dict[str, None] = {}
+    queue: deque[Any] = deque(_children(value))
+    seen = 0
+    while queue and seen < MAX_NESTED:
+        item = queue.popleft()
+        seen += 1
+        found.setdefault(described_type(item))
+        queue.extend(_children(item))
+    return tuple(found)
+
+
+def _children(value: Any) -> list[Any]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [getattr(value, field.name) for field in dataclasses.fields(value)]
+    if isinstance(value, dict):
+        return [item for pair in value.items() for item in pair]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    return []
+
+
+def bounded(text: str, limit: int = PREVIEW_LENGTH) -> str:
+    """Return ``text`` cut to at most ``limit`` characters (and " …"), never inside a word."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    if text[limit] not in _WORD_ENDS:
+        end = max(cut.rfind(char) for char in _WORD_ENDS)
+        cut = cut[: end + 1] if end > 0 else ""
+    return (cut.rstrip() + " …").lstrip()
+
+
 def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= PREVIEW_LENGTH else text[: PREVIEW_LENGTH - 1] + "…"
+    return bounded(repr(value))
 
 
-def entries(session: SessionBase) -> list[Entry]:
-    """Describe each key of the session. Pickles to measure only: nothing is unpickled here."""
+def entries(session: SessionBase, decoded: frozenset[str] = frozenset()) -> list[Entry]:
+    """Describe each key of the session; ``decoded`` names the keys already unpickled."""
     return [
         Entry(
             key,
-            type_name(value),
+            described_type(value),
             len(pickle.dumps(value, PROTOCOL)),
             # Derived from the password hash: no page needs to show it.
             "(not shown)" if key == HASH_SESSION_KEY else _preview(value),
+            nested_types(value),
+            key in decoded,
         )
         for key, value in session.items()
     ]
+
+
+def decoded_keys(session: SessionBase) -> frozenset[str]:
+    """Return the keys this request has unpickled (or set) so far: lazy decoding, made visible."""
+    if not isinstance(session, PickleSessionBase):
+        return frozenset(session.keys())
+    data = session._session
+    return frozenset(key for key in data if data.is_decoded(key))
 
 
 def record_size(session: SessionBase) -> int:

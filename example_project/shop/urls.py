@@ -16,4 +16,5 @@ urlpatterns = [
     path("orders/<uuid:reference>/", views.order_detail, name="order"),
     path("session/", views.session_detail, name="session"),
     path("session/flush/", views.session_flush, name="session_flush"),
+    path("csrf-token/", views.csrf_token, name="csrf_token"),
 ]

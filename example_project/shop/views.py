@@ -10,17 +10,21 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.views import LoginView
 from django.db import transaction
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.timesince import timeuntil
-from django.views.decorators.http import require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
 
 from shop import recent, session_info
 from shop.cart import SESSION_KEY as CART_KEY
@@ -207,7 +211,8 @@ def checkout(request: HttpRequest) -> HttpResponse:
                 user=user,
                 name=form.cleaned_data["name"],
                 email=form.cleaned_data["email"],
-                coupons=",".join(sorted(c.coupon.code for c in totals.coupons)),
+                # In the order the total applied them: the order page lists them like checkout.
+                coupons=",".join(c.coupon.code for c in totals.coupons),
                 subtotal=totals.subtotal,
                 discount=totals.discount,
                 total=totals.total,
@@ -246,12 +251,17 @@ def order_detail(request: HttpRequest, reference: uuid.UUID) -> HttpResponse:
 
 def session_detail(request: HttpRequest) -> HttpResponse:
     session = request.session
+    # What any page of the shop needs first: the navigation asks who is signed in, which
+    # unpickles the _auth_ keys only. Everything else is still bytes until the table below.
+    request.user.is_authenticated  # noqa: B018
+    decoded = session_info.decoded_keys(session)
     now = timezone.now()
     return render(
         request,
         "shop/session.html",
         {
-            "entries": session_info.entries(session),
+            "entries": session_info.entries(session, decoded),
+            "decoded": sorted(decoded),
             "record_size": session_info.record_size(session),
             "stored": session_info.stored_record(session),
             "address": session_info.address(session),
@@ -290,3 +300,40 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     logout(request)
     messages.info(request, "Signed out. The session, and the cart in it, are gone.")
     return redirect("shop:product_list")
+
+
+# --- Stale pages -------------------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+def csrf_token(request: HttpRequest) -> JsonResponse:
+    """Return the current CSRF token, for a page whose forms hold an older one (shop.js)."""
+    return JsonResponse({"token": get_token(request)})
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Explain a refused form (``CSRF_FAILURE_VIEW``) and offer the same add again.
+
+    The usual cause in a shop is a tab opened before signing in or out: the login rotated
+    the token that tab's forms carry. Only an add to the cart is offered again, with its
+    product and quantity shown, because it is harmless and visible; any other action sends
+    the shopper back to the page.
+    """
+    if _wants_json(request):
+        message = "This page was out of date; it has been refreshed."
+        return JsonResponse({"csrf": True, "errors": [message]}, status=403)
+    retry = None
+    if request.method == "POST" and request.path == reverse("shop:add"):
+        form = AddToCartForm(request.POST)
+        if form.is_valid():
+            retry = {
+                "product": form.cleaned_data["product"],
+                "quantity": form.cleaned_data["quantity"],
+                "next": _next_url(request, default=reverse("shop:cart")),
+            }
+    back = request.META.get("HTTP_REFERER", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = reverse("shop:product_list")
+    context = {"retry": retry, "back": back, "debug_reason": reason if settings.DEBUG else ""}
+    return render(request, "shop/csrf_failure.html", context, status=403)

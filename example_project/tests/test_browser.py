@@ -195,7 +195,10 @@ def test_add_reload_change_coupon_checkout(shopper: Shopper) -> None:
     shopper.find("#product-glass-teapot button").click()
     shopper.wait_for(lambda: shopper.badge() == "2", "the badge did not count both adds")
     assert shopper.driver.execute_script("return window.stillThisPage") is True
-    assert "Added 1 × Glass teapot to your cart." in shopper.text("#messages")
+    # The message shows beside the button pressed, not at the top of a scrolled page.
+    assert shopper.text("#product-glass-teapot .add-status") == (
+        "Added 1 × Glass teapot to your cart."
+    )
     shopper.driver.execute_script("window.scrollTo(0, 0)")
     shopper.screenshot("catalog.png")
 
@@ -218,8 +221,10 @@ def test_add_reload_change_coupon_checkout(shopper: Shopper) -> None:
     shopper.screenshot("cart.png")
 
     shopper.open("/session/")
-    types = {row.text.split(" ")[0]: row.text.split(" ")[1] for row in shopper.find_all("tbody tr")}
-    assert types["cart"] == "shop.cart.Cart" and types["coupons"] == "set"
+    assert shopper.text("#key-cart td[data-label=Type] > code") == "shop.cart.Cart"
+    assert shopper.text("#key-coupons td[data-label=Type] > code") == "set"
+    nested = shopper.text("#key-cart .nested")
+    assert "shop.cart.LineItem" in nested and "decimal.Decimal" in nested
     shopper.screenshot("session.png")
 
     shopper.open("/cart/")
@@ -259,3 +264,92 @@ def test_every_step_works_without_javascript(shopper_without_js: Shopper) -> Non
     assert shopper.text("#total") == "€27.50"
     assert shopper.badge() == "0"
     assert Order.objects.get().total == Decimal("27.50")
+
+
+PHONE_WIDTHS = (360, 390, 430)
+
+
+def _overflow(shopper: Shopper) -> int:
+    """Return how many pixels the page is wider than the window (0 when it fits)."""
+    width: int = shopper.driver.execute_script(
+        "return document.documentElement.scrollWidth - window.innerWidth"
+    )
+    return width
+
+
+def test_every_page_fits_a_phone(shopper: Shopper) -> None:
+    shopper.open("/products/sencha/")
+    shopper.find(".add-form button").click()
+    shopper.wait_for(lambda: shopper.badge() == "1", "the add did not count")
+    shopper.open("/products/glass-teapot/")
+    shopper.find(".add-form button").click()
+    shopper.wait_for(lambda: shopper.badge() == "2", "the add did not count")
+    shopper.open("/cart/")
+    shopper.fill("#id_code", "WELCOME10")
+    shopper.submit_and_wait(".coupon-form button")
+    pages = ["/", "/products/sencha/", "/cart/", "/checkout/", "/session/", "/accounts/login/"]
+    try:
+        for width in PHONE_WIDTHS:
+            shopper.driver.set_window_size(width, 800)
+            for page in pages:
+                shopper.open(page)
+                assert _overflow(shopper) <= 0, f"{page} is wider than {width} px"
+                # Every button is on screen, not beyond the right edge.
+                for button in shopper.find_all("main button"):
+                    right = button.rect["x"] + button.rect["width"]
+                    assert right <= width, f"{button.text!r} on {page} ends at {right} px"
+            if width == 390:
+                shopper.open("/cart/")
+                shopper.screenshot("cart-390.png")
+                shopper.open("/session/")
+                shopper.screenshot("session-390.png")
+        # Still usable, not only tidy: change a quantity on the narrowest screen.
+        shopper.driver.set_window_size(PHONE_WIDTHS[0], 800)
+        shopper.open("/cart/")
+        shopper.fill("tbody input[name=quantity]", "3")
+        shopper.submit_and_wait("tbody form button")
+        assert shopper.badge() == "4"
+    finally:
+        shopper.driver.set_window_size(1280, 900)
+
+
+def _sign_in_in_another_tab(shopper: Shopper) -> None:
+    """Open a second tab, sign in there, close it, and come back to the first tab."""
+    first = shopper.driver.current_window_handle
+    shopper.driver.switch_to.new_window("tab")
+    shopper.open("/accounts/login/")
+    shopper.fill("#id_username", "demo")
+    shopper.fill("#id_password", "demo")
+    shopper.submit_and_wait("main form button")
+    assert "Signed in as demo" in shopper.text("#messages")
+    shopper.driver.close()
+    shopper.driver.switch_to.window(first)
+
+
+def test_a_tab_opened_before_signing_in_still_adds(shopper: Shopper) -> None:
+    shopper.open("/products/sencha/")
+    token = shopper.find(".add-form input[name=csrfmiddlewaretoken]").get_attribute("value")
+    _sign_in_in_another_tab(shopper)  # the login rotated the token this page holds
+
+    shopper.find(".add-form button").click()
+    shopper.wait_for(
+        lambda: "Added 1 × Sencha" in shopper.text(".add-form .add-status"),
+        "the stale page's add did not go through",
+    )
+    assert shopper.badge() == "1"
+    fresh = shopper.find(".add-form input[name=csrfmiddlewaretoken]").get_attribute("value")
+    assert fresh != token  # shop.js fetched the current token and retried
+
+
+def test_a_tab_opened_before_signing_in_without_javascript(shopper_without_js: Shopper) -> None:
+    shopper = shopper_without_js
+    shopper.open("/products/sencha/")
+    shopper.fill("input[name=quantity]", "2")
+    _sign_in_in_another_tab(shopper)
+
+    shopper.submit_and_wait(".add-form button")
+    assert shopper.text("h1") == "This page was out of date"
+    shopper.screenshot("stale-tab.png")
+    shopper.submit_and_wait("form.retry button")  # the same add, with a fresh token
+    assert "Added 2 × Sencha to your cart." in shopper.text("#messages")
+    assert shopper.badge() == "2"

@@ -472,3 +472,132 @@ def test_forget_the_session(client: Client) -> None:
     assert client.post("/session/flush/").status_code == 302
     assert cart_of(client) is None
     assert b"The session is empty" in client.get("/session/").content
+
+
+def test_session_page_shows_the_types_inside_each_value(client: Client) -> None:
+    add(client, "sencha")
+    client.post("/cart/coupons/", {"code": "TAKE5"})
+    entries = {e.key: e for e in client.get("/session/").context["entries"]}
+    nested = entries["cart"].nested
+    assert "shop.cart.LineItem" in nested and "decimal.Decimal" in nested
+    assert "datetime.datetime (aware, UTC)" in nested
+    assert entries["coupons"].nested == ("str",)
+
+
+def test_session_page_shows_which_keys_the_request_had_decoded(client: Client) -> None:
+    add(client, "sencha")
+    response = client.get("/session/")
+    assert response.context["decoded"] == []  # nobody signed in: nothing read yet
+    assert not any(e.decoded for e in response.context["entries"])
+    login(client)
+    response = client.get("/session/")
+    # Knowing who is signed in unpickled the _auth_ keys; the cart was still bytes.
+    assert "_auth_user_id" in response.context["decoded"]
+    decoded = {e.key: e.decoded for e in response.context["entries"]}
+    assert decoded["_auth_user_id"] and not decoded["cart"]
+    assert b"still bytes" in response.content
+
+
+def test_previews_are_bounded_and_never_cut_inside_a_word() -> None:
+    from shop.session_info import PREVIEW_LENGTH, bounded
+
+    words = ", ".join(f"word{n:03d}" for n in range(200))
+    preview = bounded(words)
+    assert len(preview) <= PREVIEW_LENGTH + 2 and preview.endswith(" …")
+    body = preview.removesuffix(" …").rstrip(",")
+    assert all(
+        part.strip().startswith("word") and len(part.strip()) == 7 for part in body.split(",")
+    )
+    assert bounded("short") == "short"
+
+
+def test_the_empty_session_page_links_to_the_catalog(client: Client) -> None:
+    assert b'href="/">Add a tea to the cart' in client.get("/session/").content
+
+
+def test_percentage_coupons_do_not_stack(client: Client) -> None:
+    add(client, "sencha")
+    client.post("/cart/coupons/", {"code": "WELCOME10"})
+    response = client.post("/cart/coupons/", {"code": "TEATIME25"})
+    assert b"Only one percentage coupon per order: remove WELCOME10" in response.content
+    client.post("/cart/coupons/", {"code": "TAKE5"})  # a fixed amount still combines
+    assert client.session["coupons"] == {"WELCOME10", "TAKE5"}
+
+
+def test_the_order_page_lists_coupons_as_checkout_did(client: Client) -> None:
+    add(client, "glass-teapot")
+    client.post("/cart/coupons/", {"code": "TAKE5"})
+    client.post("/cart/coupons/", {"code": "WELCOME10"})
+    checkout = client.get("/checkout/").content.decode()
+    assert "Discount (WELCOME10, TAKE5)" in checkout  # the percentage first, as applied
+    response = client.post("/checkout/", {"name": "Ada", "email": "ada@example.com"}, follow=True)
+    assert "Discount (WELCOME10, TAKE5)" in response.content.decode()
+
+
+def test_times_carry_their_instant_for_the_shoppers_zone(client: Client) -> None:
+    add(client, "sencha")
+    html = client.get("/cart/").content.decode()
+    assert '<time datetime="' in html and 'data-local="time"' in html and " UTC</time>" in html
+
+
+# --- A page opened before signing in ---------------------------------------------------------
+
+
+@pytest.fixture
+def stale_tab(engine: str) -> tuple[Client, str]:
+    """A shopper whose open page carries the CSRF token of before signing in."""
+    shopper = Client(enforce_csrf_checks=True)
+    page = shopper.get("/products/sencha/")
+    old_token = page.context["csrf_token"]
+    page = shopper.get("/accounts/login/")
+    shopper.post(
+        "/accounts/login/",
+        {"username": "demo", "password": "demo", "csrfmiddlewaretoken": page.context["csrf_token"]},
+    )
+    return shopper, str(old_token)
+
+
+def test_a_stale_add_without_javascript_offers_the_same_add_again(
+    stale_tab: tuple[Client, str],
+) -> None:
+    shopper, old_token = stale_tab
+    data = {"product": product("sencha").pk, "quantity": 2, "csrfmiddlewaretoken": old_token}
+    response = shopper.post("/cart/add/", {**data, "next": "/products/sencha/"})
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "This page was out of date" in html and "Add 2 × Sencha to your cart" in html
+    assert cart_of(shopper) is None  # nothing happened
+    retry = response.context["csrf_token"]
+    again = shopper.post(
+        "/cart/add/", {**data, "next": "/products/sencha/", "csrfmiddlewaretoken": retry}
+    )
+    assert again.status_code == 302 and again["Location"] == "/products/sencha/"
+    cart = cart_of(shopper)
+    assert cart is not None and [(ln.name, ln.quantity) for ln in cart.lines] == [("Sencha", 2)]
+
+
+def test_a_stale_fetch_gets_json_and_a_fresh_token(stale_tab: tuple[Client, str]) -> None:
+    shopper, old_token = stale_tab
+    data = {"product": product("sencha").pk, "quantity": 1, "csrfmiddlewaretoken": old_token}
+    response = shopper.post("/cart/add/", data, HTTP_ACCEPT="application/json")
+    assert response.status_code == 403 and response.json()["csrf"] is True
+    token = shopper.get("/csrf-token/", HTTP_ACCEPT="application/json").json()["token"]
+    response = shopper.post(
+        "/cart/add/", {**data, "csrfmiddlewaretoken": token}, HTTP_ACCEPT="application/json"
+    )
+    assert response.status_code == 200 and response.json()["count"] == 1
+
+
+def test_other_stale_forms_only_send_the_shopper_back(stale_tab: tuple[Client, str]) -> None:
+    shopper, old_token = stale_tab
+    response = shopper.post(
+        "/cart/coupons/",
+        {"code": "TAKE5", "csrfmiddlewaretoken": old_token},
+        HTTP_REFERER="http://testserver/cart/",
+    )
+    assert response.status_code == 403
+    assert (
+        b"Back to the page, reloaded" in response.content
+        and b'<form method="post" action="/cart/add/"' not in response.content
+    )
+    assert 'href="http://testserver/cart/"' in response.content.decode()

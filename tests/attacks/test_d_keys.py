@@ -15,7 +15,7 @@ from django.test import RequestFactory, override_settings
 from django.views.debug import ExceptionReporter
 
 from django_picklesessions import record
-from django_picklesessions.checks import check_signing_keys
+from django_picklesessions.checks import check_signing_key_strength
 from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import RecordError
 from django_picklesessions.keys import Keyring, derive, get_keyring
@@ -107,7 +107,7 @@ def test_D5_weak_and_default_keys(settings: Any) -> None:
     for secret in weak:
         for debug, level in ((False, Error), (True, Warning)):
             with override_settings(PICKLESESSIONS_KEYS=[secret], DEBUG=debug):
-                found = check_signing_keys()
+                found = check_signing_key_strength()
                 assert [type(m) for m in found] == [level], (secret, debug)
 
 

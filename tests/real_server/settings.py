@@ -17,8 +17,13 @@ USE_TZ = True
 ALLOWED_HOSTS = ["127.0.0.1"]
 ROOT_URLCONF = "tests.real_server.urls"
 WSGI_APPLICATION = "tests.real_server.wsgi.application"
-INSTALLED_APPS = ["django_picklesessions"]
-MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
+INSTALLED_APPS = ["django.contrib.messages", "django_picklesessions"]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+# Each add leaves an "Added …" message in the session: the default _messages merge keeps all.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REALSERVER_ENGINE = os.environ.get("REALSERVER_ENGINE", "db")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+from django.contrib import messages
+from django.contrib.messages import get_messages
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
@@ -34,17 +36,22 @@ def add(request: HttpRequest, client: int, product: int) -> JsonResponse:
     request.session["cart"] = cart
     seen_key = f"seen_{client}"
     request.session[seen_key] = [*request.session.get(seen_key, []), product]
+    messages.success(request, f"Added {product} for client {client}.")
     return JsonResponse({"pid": os.getpid()})
 
 
 @require_GET
 def contents(request: HttpRequest) -> JsonResponse:
-    """Return the cart and every client's ``seen_`` list (JSON keys are strings)."""
+    """Return the cart, every client's ``seen_`` list (JSON keys are strings) and the messages.
+
+    Reading the messages consumes them, as a page that shows them would.
+    """
     session = request.session
     return JsonResponse(
         {
             "cart": {str(product): n for product, n in session.get("cart", {}).items()},
             "seen": {key: value for key, value in session.items() if key.startswith("seen_")},
+            "messages": [str(message) for message in get_messages(request)],
             "pid": os.getpid(),
         }
     )
