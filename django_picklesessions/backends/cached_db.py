@@ -26,7 +26,7 @@ from django.db import connections, router, transaction
 
 from django_picklesessions import record
 from django_picklesessions.backends import db
-from django_picklesessions.backends.base import SessionData, epoch_now
+from django_picklesessions.backends.base import SessionData
 from django_picklesessions.conf import conf
 
 logger = logging.getLogger("django_picklesessions")
@@ -172,9 +172,7 @@ class SessionStore(db.SessionStore):
         missed only adds, so that it never replaces what a save put there meanwhile.
         """
         cache, key = self.cache, self.cache_key(address)
-        written = (
-            cache.set(key, data, expires_at) if replace else cache.add(key, data, expires_at)
-        )
+        written = cache.set(key, data, expires_at) if replace else cache.add(key, data, expires_at)
         if written and self._stored_version(address) != record.version_of(data):
             # The database moved on (a later save or a delete) before our write landed.
             cache.delete(key)
@@ -258,4 +256,3 @@ class SessionStore(db.SessionStore):
     async def _aremove(self, address: str) -> None:
         await super()._aremove(address)
         await sync_to_async(self._after_remove)(address)
-

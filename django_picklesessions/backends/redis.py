@@ -94,16 +94,14 @@ def describe() -> str:
 
 
 def _cache_location(alias: str) -> tuple[str, dict[str, Any]]:
-    """Return the primary server URL and the pool options of a configured RedisCache."""
-    from django.conf import settings
+    """Return the primary server URL and the client options of a configured RedisCache."""
+    from django.core.cache import caches
 
-    config = settings.CACHES[alias]
-    location = config["LOCATION"]
-    servers = location.split(",") if isinstance(location, str) else list(location)
-    # Django's own keys: its serializer and its (sync) parser and pool classes.
+    cache: Any = caches[alias]
+    # Not Django's own options: its serializer and its (sync) parser and pool classes.
     skip = {"serializer", "parser_class", "pool_class"}
-    options = {k: v for k, v in config.get("OPTIONS", {}).items() if k not in skip}
-    return servers[0].strip(), options
+    options = {k: v for k, v in cache._options.items() if k not in skip}
+    return str(cache._servers[0]).strip(), options
 
 
 def _new_sync_client() -> Any:
@@ -356,4 +354,3 @@ class SessionStore(PickleSessionBase):
             return await getattr(await async_client(), command)(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise _unavailable(exc) from exc
-
