@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -95,6 +96,14 @@ def _require_redis(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(autouse=True)
+def _redis_prefix_per_test(settings: Any) -> None:
+    """Give each test a Redis key prefix of its own (under the run's), so counts start at 0."""
+    settings.PICKLESESSIONS_REDIS_PREFIX = (
+        f"{settings.PICKLESESSIONS_REDIS_PREFIX}{secrets.token_hex(4)}:"
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_redis_keys() -> Iterator[None]:
     """Delete what this run stored in Redis: every key under its own prefixes."""
@@ -107,7 +116,10 @@ def _remove_redis_keys() -> Iterator[None]:
 
     client = redis.Redis.from_url(settings.REDIS_TEST_URL)
     try:
-        for prefix in (settings.PICKLESESSIONS_REDIS_PREFIX, settings.CACHES["redis"]["KEY_PREFIX"]):
+        for prefix in (
+            settings.PICKLESESSIONS_REDIS_PREFIX,
+            settings.CACHES["redis"]["KEY_PREFIX"],
+        ):
             batch = list(client.scan_iter(match=prefix + "*", count=1000))
             for start in range(0, len(batch), 1000):
                 client.delete(*batch[start : start + 1000])
