@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from django_picklesessions.backends import db
 from django_picklesessions.backends.base import PickleSessionBase, security_logger
 from django_picklesessions.conf import conf, on_change
 from django_picklesessions.exceptions import StoreUnavailable, VersionConflict
@@ -264,6 +265,11 @@ class SessionStore(PickleSessionBase):
     def lock_key(address: str) -> str:
         """Return the Redis key of a session's ``locked()`` lease."""
         return conf.REDIS_PREFIX + "lock:" + address
+
+    # No existence query first, as the db engine: a collision fails SET NX with CreateError,
+    # and create() draws another key.
+    _get_new_session_key = db.SessionStore._get_new_session_key
+    _aget_new_session_key = db.SessionStore._aget_new_session_key
 
     # --- Sync ----------------------------------------------------------------------------
 
