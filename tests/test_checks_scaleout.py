@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.checks import run_checks
@@ -122,8 +123,9 @@ def test_e037_cache_alias_not_in_caches(extra: dict[str, str], source: str) -> N
         "django.core.cache.backends.filebased.FileBasedCache",
     ],
 )
-def test_w031_a_cache_that_unpickles_what_it_reads(backend: str) -> None:
-    caches = {"default": {"BACKEND": backend, "LOCATION": "/var/cache/sessions"}}
+def test_w031_a_cache_that_unpickles_what_it_reads(backend: str, tmp_path: Path) -> None:
+    # Django's own cache checks open the cache: the directory is this test's.
+    caches = {"default": {"BACKEND": backend, "LOCATION": str(tmp_path / "cache")}}
     with override_settings(SESSION_ENGINE=CACHED_DB, CACHES=caches):
         assert "can run code" in found("django_picklesessions.W031")[0]
 
