@@ -69,7 +69,7 @@ def test_the_redis_cache_holds_the_record_not_a_pickle(settings: Any) -> None:
     settings.PICKLESESSIONS_CACHE_ALIAS = "redis"
     key = new_session(SessionStore, n=1)
     cache = caches["redis"]
-    value = cache._cache.get_client(write=True).get(  # type: ignore[attr-defined]
+    value = cache._cache.get_client(write=True).get(
         cache.make_and_validate_key(SessionStore.cache_key(SessionStore.address(key)))
     )
     assert value == row(key)
@@ -111,7 +111,7 @@ def test_a_gadget_in_the_redis_cache_is_never_unpickled(security_log: Any, setti
 
     key = new_session(SessionStore, _auth_user_id="7")
     cache = caches["redis"]
-    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    client = cache._cache.get_client(write=True)
     redis_key = cache.make_and_validate_key(SessionStore.cache_key(SessionStore.address(key)))
     canary.reset()
     try:

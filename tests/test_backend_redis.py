@@ -166,7 +166,7 @@ def test_an_unreachable_server_is_a_clear_error_not_an_empty_session() -> None:
 
 @override_settings(PICKLESESSIONS_REDIS_CACHE_ALIAS="redis")
 def test_the_connection_of_a_django_redis_cache_is_reused() -> None:
-    pool = caches["redis"]._cache._get_connection_pool(True)  # type: ignore[attr-defined]
+    pool = caches["redis"]._cache._get_connection_pool(True)
     assert raw().connection_pool is pool
     key = new_session(SessionStore, n=5)
     assert SessionStore(key)["n"] == 5
@@ -191,8 +191,8 @@ def test_async_methods_use_redis_asyncio(monkeypatch: pytest.MonkeyPatch) -> Non
         async with store.alocked(timeout=1):
             pass
         assert await store.aexists(store.session_key)
-        key: str = store.session_key
-        return key
+        assert store.session_key is not None
+        return store.session_key
 
     key = asyncio.run(scenario())
     monkeypatch.undo()

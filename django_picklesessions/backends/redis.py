@@ -115,8 +115,8 @@ def _new_sync_client() -> Any:
     if conf.REDIS_SENTINELS:
         from redis.sentinel import Sentinel
 
-        sentinel = Sentinel([tuple(s) for s in conf.REDIS_SENTINELS], **options)
-        return sentinel.master_for(str(conf.REDIS_SENTINEL_SERVICE), **options)
+        sentinel = Sentinel([tuple(s) for s in conf.REDIS_SENTINELS], **options)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(str(conf.REDIS_SENTINEL_SERVICE), **options)  # type: ignore[no-untyped-call]
     if conf.REDIS_CLUSTER:
         from redis.cluster import RedisCluster
 
@@ -133,7 +133,7 @@ def _new_async_client() -> Any:
     if conf.REDIS_SENTINELS:
         from redis.asyncio.sentinel import Sentinel
 
-        sentinel = Sentinel([tuple(s) for s in conf.REDIS_SENTINELS], **options)
+        sentinel = Sentinel([tuple(s) for s in conf.REDIS_SENTINELS], **options)  # type: ignore[no-untyped-call]
         return sentinel.master_for(str(conf.REDIS_SENTINEL_SERVICE), **options)
     if conf.REDIS_CLUSTER:
         from redis.asyncio.cluster import RedisCluster

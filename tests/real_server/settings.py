@@ -1,6 +1,7 @@
 """Settings of the real-server project, configured from the environment the test sets.
 
-``REALSERVER_ENGINE`` is ``db``, ``file``, ``redis`` or ``cached_db``. For ``db`` and ``cached_db``, ``REALSERVER_DB`` is ``sqlite``
+``REALSERVER_ENGINE`` is ``db``, ``file``, ``redis`` or ``cached_db``. For ``db`` and
+``cached_db``, ``REALSERVER_DB`` is ``sqlite``
 (``REALSERVER_DB_NAME`` is the path of a WAL-mode file), ``postgresql`` or ``mariadb``
 (``REALSERVER_DB_NAME`` is a scratch database the test creates). For ``file``,
 ``REALSERVER_FILE_PATH`` is the sessions directory. ``redis`` and ``cached_db`` (whose cache is
