@@ -50,6 +50,11 @@ def row(key: str) -> bytes | None:
     return None if found is None else bytes(found.record)
 
 
+def evict(key: str) -> None:
+    """Drop a session's cache entry, as the cache would to make room."""
+    caches[SessionStore.cache_alias()].delete(SessionStore.cache_key(SessionStore.address(key)))
+
+
 def queries(callback: Any) -> int:
     from django.db import connection
 
@@ -82,7 +87,7 @@ def test_a_cached_session_loads_without_a_query(alias: str) -> None:
 
 def test_a_miss_reads_the_database_and_repopulates(alias: str) -> None:
     key = new_session(SessionStore, n=1)
-    SessionStore()._forget(SessionStore.address(key))
+    evict(key)
     # The SELECT, then the version check after the cache write.
     assert queries(lambda: dict(SessionStore(key).items())) == 2
     assert cached(key) == row(key)
@@ -101,7 +106,7 @@ def test_a_cache_entry_that_fails_verification_falls_back_to_the_row(
     store.cache.set(store.cache_key(store.address(key)), planted, 2**31)
     assert dict(SessionStore(key).items()) == {"_auth_user_id": "7"}
     assert len(security_log()) == 1
-    assert cached(key) == planted  # add() never replaces; the next save does
+    assert dict(SessionStore(key).items()) == {"_auth_user_id": "7"}
 
 
 @pytest.mark.redis
@@ -134,7 +139,9 @@ def test_a_late_publish_of_an_older_save_is_undone(alias: str) -> None:
     b.save()  # lost the race, replayed: version 3, published
     # A slow request's publish of version 2 lands only now, after version 3's.
     a._publish(address, older, record.peek_expiry(older) or 0, replace=True)
-    assert cached(key) is None  # the check saw version 3 in the database
+    # RedisCache refuses it (version 3 is there); another cache takes it, then the check sees
+    # version 3 in the database and deletes it.
+    assert cached(key) in (None, row(key))
     assert dict(SessionStore(key).items()) == {"n": 1, "m": 2}
 
 
@@ -157,9 +164,10 @@ def test_a_slow_reader_never_caches_an_older_row(alias: str) -> None:
     reader = SessionStore()
     reader._publish(address, old, 2**31, replace=False)  # the cache has version 2: kept
     assert cached(key) == row(key)
-    reader._forget(address)  # evicted meanwhile: the add lands, the check undoes it
+    evict(key)  # meanwhile: the publish lands, then the check undoes it (or Redis refuses it)
     reader._publish(address, old, 2**31, replace=False)
-    assert cached(key) is None
+    assert cached(key) in (None, row(key))
+    assert dict(SessionStore(key).items()) == {"n": 1}
 
 
 def test_delete_and_cycle_key_clear_the_cache(alias: str) -> None:
@@ -178,7 +186,7 @@ def test_inside_a_transaction_the_cache_waits_for_the_commit(alias: str) -> None
         store = SessionStore(key)
         store["n"] = 1
         store.save()
-        assert cached(key) is None  # readers go to the database, not to version 1
+        assert record.version_of(cached(key)) == 1  # the committed version, until the commit
     assert cached(key) == row(key)
     assert record.version_of(cached(key)) == 2
     with pytest.raises(ZeroDivisionError), transaction.atomic():

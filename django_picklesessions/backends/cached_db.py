@@ -18,7 +18,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.cache import BaseCache, caches
@@ -30,6 +31,7 @@ from django_picklesessions.backends.base import SessionData
 from django_picklesessions.conf import conf
 
 logger = logging.getLogger("django_picklesessions")
+T = TypeVar("T")
 
 #: Prefix of the cache keys, before the session's address.
 KEY_PREFIX = "django_picklesessions.cached_db:"
@@ -64,13 +66,43 @@ def _timeout(expires_at: int) -> int:
     return max(1, expires_at - int(time.time()))
 
 
+#: Marks a deleted session in a RedisCache, so that a save that committed before the delete
+#: cannot publish its record after it. Shorter than any record: never mistaken for one.
+TOMBSTONE = b"deleted"
+#: Seconds a tombstone lasts: far longer than a publish can lag behind its commit.
+TOMBSTONE_SECONDS = 300
+
+# KEYS[1] the cache entry; ARGV[1] a record, ARGV[2] its expiry (Unix seconds), ARGV[3] the
+# tombstone. Stores the record unless the entry holds a tombstone, or a record of ours
+# (magic) with the same or a higher version (header bytes 26-33, compared byte by byte: Lua's
+# string order follows the server's locale). Returns 0 if refused, 1 if it replaced an older
+# record, 2 if there was none to compare with (absent, evicted, or not ours).
+PUBLISH_SCRIPT = """
+local head = redis.pcall("GETRANGE", KEYS[1], 0, 33)
+if type(head) == "table" then head = "" end
+if head == ARGV[3] then return 0 end
+local compared = #head == 34 and string.sub(head, 1, 4) == string.sub(ARGV[1], 1, 4)
+if compared then
+  for i = 27, 34 do
+    local stored, new = string.byte(head, i), string.byte(ARGV[1], i)
+    if stored > new then return 0 end
+    if stored < new then break end
+    if i == 34 then return 0 end
+  end
+end
+redis.call("SET", KEYS[1], ARGV[1], "EXAT", ARGV[2])
+if compared then return 1 end
+return 2
+"""
+
+
 class _Cache:
     """The operations the engine needs, on raw bytes, each failure logged once and absorbed.
 
-    Django's RedisCache is driven through its client with the bytes as they are: its own
+    Django's RedisCache is driven through its client with the bytes as they are (its own
     ``get`` would unpickle whatever the server holds, so whoever can write to that Redis could
-    run code whatever we store. Other backends go through the cache API (check W031 names the
-    ones that unpickle what they read).
+    run code whatever we store), and publishes atomically, never over a newer version. Other
+    backends go through the cache API (check W031 names the ones that unpickle what they read).
     """
 
     def __init__(self, cache: BaseCache) -> None:
@@ -78,55 +110,60 @@ class _Cache:
         self.raw = _is_django_redis_cache(cache)
 
     def _client(self) -> Any:
-        # The primary server, for reads too: a replica could lag behind a write and its check.
+        # The primary server, for reads too: a replica could lag behind a write.
         return self.cache._cache.get_client(write=True)  # type: ignore[attr-defined]
 
     def _key(self, key: str) -> str:
         return self.cache.make_and_validate_key(key)
 
-    def get(self, key: str) -> bytes | None:
+    def _do(self, operation: str, call: Callable[[], T], failed: T) -> T:
         try:
-            value = self._client().get(self._key(key)) if self.raw else self.cache.get(key)
+            result = call()
         except Exception as exc:
-            _failed("get", exc)
-            return None
+            _failed(operation, exc)
+            return failed
         _recovered()
-        return value if isinstance(value, bytes) else None
+        return result
+
+    def get(self, key: str) -> bytes | None:
+        if self.raw:
+            value = self._do("get", lambda: self._client().get(self._key(key)), None)
+        else:
+            value = self._do("get", lambda: self.cache.get(key), None)
+        return value if isinstance(value, bytes) and value != TOMBSTONE else None
+
+    def put_if_newer(self, key: str, data: bytes, expires_at: int) -> int:
+        """RedisCache only: store ``data`` unless a newer version or a tombstone is there.
+
+        Returns 0 (refused or failed), 1 (replaced an older version) or 2 (stored with
+        nothing to compare with: the caller must check the database).
+        """
+        client, name = self._client(), self._key(key)
+        args = (data, max(1, expires_at), TOMBSTONE)
+        call = lambda: int(_redis_script(client, PUBLISH_SCRIPT, name, *args))  # noqa: E731
+        return self._do("publish", call, 0)
 
     def add(self, key: str, data: bytes, expires_at: int) -> bool:
-        try:
-            if self.raw:
-                added = bool(self._client().set(self._key(key), data, nx=True, exat=expires_at))
-            else:
-                added = bool(self.cache.add(key, data, _timeout(expires_at)))
-        except Exception as exc:
-            _failed("add", exc)
-            return False
-        _recovered()
-        return added
+        add = self.cache.add
+        return bool(self._do("add", lambda: add(key, data, _timeout(expires_at)), False))
 
     def set(self, key: str, data: bytes, expires_at: int) -> bool:
-        try:
-            if self.raw:
-                self._client().set(self._key(key), data, exat=expires_at)
-            else:
-                self.cache.set(key, data, _timeout(expires_at))
-        except Exception as exc:
-            _failed("set", exc)
-            return False
-        _recovered()
-        return True
+        set_ = self.cache.set
+        return self._do("set", lambda: set_(key, data, _timeout(expires_at)) or True, False)
 
-    def delete(self, key: str) -> None:
-        try:
-            if self.raw:
-                self._client().delete(self._key(key))
-            else:
-                self.cache.delete(key)
-        except Exception as exc:
-            _failed("delete", exc)
-            return
-        _recovered()
+    def delete(self, key: str, *, deleted: bool = True) -> None:
+        """Drop an entry; for a ``deleted`` session, a tombstone in a RedisCache."""
+        if self.raw and deleted:
+            client, name = self._client(), self._key(key)
+            self._do("delete", lambda: client.set(name, TOMBSTONE, ex=TOMBSTONE_SECONDS), None)
+        else:
+            self._do("delete", lambda: self.cache.delete(key), None)
+
+
+def _redis_script(client: Any, script: str, key: str, *args: Any) -> Any:
+    from django_picklesessions.backends.redis import run_script
+
+    return run_script(client, script, key, *args)
 
 
 def _is_django_redis_cache(cache: BaseCache) -> bool:
@@ -148,9 +185,14 @@ def _version_query(model: type[Any], alias: str) -> str:
 class SessionStore(db.SessionStore):
     """The db engine's records, with a copy of each in a Django cache for reads."""
 
+    @staticmethod
+    def cache_alias() -> str:
+        """Return the alias of the cache in front of the table."""
+        return conf.CACHE_ALIAS
+
     @property
     def cache(self) -> _Cache:
-        return _Cache(caches[conf.CACHE_ALIAS])
+        return _Cache(caches[self.cache_alias()])
 
     @staticmethod
     def cache_key(address: str) -> str:
@@ -166,16 +208,27 @@ class SessionStore(db.SessionStore):
         return None if row is None else int(row[0])
 
     def _publish(self, address: str, data: bytes, expires_at: int, *, replace: bool) -> None:
-        """Put a record the database holds into the cache, then make sure it still holds it.
+        """Put a record the database holds into the cache, never over a newer one for long.
 
-        ``replace`` is for a save (this record is newer than any cached one); a read that
-        missed only adds, so that it never replaces what a save put there meanwhile.
+        A RedisCache compares versions atomically and keeps the newer. Elsewhere ``replace``
+        is for a save (this record is newer than any cached one) and a read that missed only
+        adds. Whenever nothing could be compared (another cache, or an entry that was absent
+        or evicted), the row's version is looked up after the write, and an entry the database
+        has moved past (a later save, a delete) is deleted at once.
         """
         cache, key = self.cache, self.cache_key(address)
-        written = cache.set(key, data, expires_at) if replace else cache.add(key, data, expires_at)
-        if written and self._stored_version(address) != record.version_of(data):
-            # The database moved on (a later save or a delete) before our write landed.
-            cache.delete(key)
+        if cache.raw:
+            # Replacing an older version needs no check: the newer one can only come later.
+            written = cache.put_if_newer(key, data, expires_at) == 2
+        elif replace:
+            written = cache.set(key, data, expires_at)
+        else:
+            written = cache.add(key, data, expires_at)
+        if written:
+            stored = self._stored_version(address)
+            if stored != record.version_of(data):
+                # The database moved on (a later save or a delete) before our write landed.
+                cache.delete(key, deleted=stored is None)
 
     def _forget(self, address: str) -> None:
         self.cache.delete(self.cache_key(address))
@@ -220,9 +273,8 @@ class SessionStore(db.SessionStore):
     def _after_write(self, address: str, data: bytes, expires_at: int) -> None:
         connection = connections[router.db_for_write(self.model)]
         if connection.in_atomic_block:
-            # Uncommitted (ATOMIC_REQUESTS, a test case): publish once committed, and meanwhile
-            # let reads go to the database rather than to the version being replaced.
-            self._forget(address)
+            # Uncommitted (ATOMIC_REQUESTS, a test case): publish once committed; until then
+            # the cached version is the committed one.
             transaction.on_commit(
                 lambda: self._publish(address, data, expires_at, replace=True),
                 using=connection.alias,

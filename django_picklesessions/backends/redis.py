@@ -15,6 +15,7 @@ touches a single key, so Redis Cluster needs no hash tags. The async methods use
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import struct
 import weakref
@@ -65,11 +66,12 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) 
 return 0
 """
 
-# Redis names a loaded script by the SHA-1 of its text.
-_SHAS = {
-    script: hashlib.sha1(script.encode()).hexdigest()
-    for script in (READ_SCRIPT, WRITE_SCRIPT, UNLOCK_SCRIPT)
-}
+
+@functools.cache
+def _sha(script: str) -> str:
+    # Redis names a loaded script by the SHA-1 of its text.
+    return hashlib.sha1(script.encode()).hexdigest()
+
 
 T = TypeVar("T")
 
@@ -213,17 +215,17 @@ def _run(call: Callable[[], T]) -> T:
         raise _unavailable(exc) from exc
 
 
-def _script(client: Any, script: str, key: str, *args: Any) -> Any:
-    """Run a script by its SHA-1, sending its text only to a server that lacks it."""
+def run_script(client: Any, script: str, key: str, *args: Any) -> Any:
+    """Run a script on one key by its SHA-1, sending its text only to a server that lacks it."""
     try:
-        return client.evalsha(_SHAS[script], 1, key, *args)
+        return client.evalsha(_sha(script), 1, key, *args)
     except NoScriptError:
         return client.eval(script, 1, key, *args)
 
 
 async def _ascript(client: Any, script: str, key: str, *args: Any) -> Any:
     try:
-        return await client.evalsha(_SHAS[script], 1, key, *args)
+        return await client.evalsha(_sha(script), 1, key, *args)
     except NoScriptError:
         return await client.eval(script, 1, key, *args)
 
@@ -275,7 +277,7 @@ class SessionStore(PickleSessionBase):
 
     def _read(self, address: str) -> bytes | None:
         client, key, limit = sync_client(), self.record_key(address), conf.MAX_RECORD_SIZE
-        return _read_result(address, _run(lambda: _script(client, READ_SCRIPT, key, limit)))
+        return _read_result(address, _run(lambda: run_script(client, READ_SCRIPT, key, limit)))
 
     def _write(
         self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
@@ -286,7 +288,7 @@ class SessionStore(PickleSessionBase):
                 raise CreateError
             return
         args = (data, _exat(expires_at), expected_bytes(expected))
-        _write_result(_run(lambda: _script(client, WRITE_SCRIPT, key, *args)))
+        _write_result(_run(lambda: run_script(client, WRITE_SCRIPT, key, *args)))
 
     def _remove(self, address: str) -> None:
         client, key = sync_client(), self.record_key(address)
@@ -302,7 +304,7 @@ class SessionStore(PickleSessionBase):
 
     def _unlock(self, address: str, token: str) -> None:
         client, key = sync_client(), self.lock_key(address)
-        _run(lambda: _script(client, UNLOCK_SCRIPT, key, token))
+        _run(lambda: run_script(client, UNLOCK_SCRIPT, key, token))
 
     @classmethod
     def clear_expired(cls) -> None:
