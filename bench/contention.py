@@ -451,19 +451,6 @@ def _reachable(params: dict[str, Any]) -> bool:
     return True
 
 
-def _remove_redis_keys(prefix: str) -> None:
-    """Delete the keys this run left in Redis (sessions expire in two weeks otherwise)."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-    finally:
-        client.close()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated")
@@ -493,7 +480,9 @@ def main(argv: list[str] | None = None) -> None:
             with storage(engine, workdir) as config:
                 results[config.label] = run_engine(config, args.duration)
         if {"redis", "cached_db"} & set(engines):
-            _remove_redis_keys(f"bench-contention-{Path(tmp).name}")
+            from bench.harness import remove_redis_keys
+
+            remove_redis_keys(REDIS_URL, f"bench-contention-{Path(tmp).name}")
 
     print(
         "\nUncontended save, µs per call (median of interleaved rounds); "

@@ -126,18 +126,6 @@ def run_payload(name: str, engines: list[Engine], rounds: int, batch: float, pre
     return by_engine
 
 
-def remove_keys(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-    finally:
-        client.close()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scaleout", description=__doc__)
     parser.add_argument("--db", default="postgresql", choices=("sqlite-wal", "postgresql"))
@@ -190,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
 
             connections.close_all()
     finally:
-        remove_keys(prefix)
+        harness.remove_redis_keys(REDIS_URL, prefix)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
