@@ -17,6 +17,7 @@ the database row), timings and ratios, and never fails on them.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import secrets
 import shutil
@@ -58,7 +59,8 @@ def redis_sessions_problem() -> str | None:
     if importlib.util.find_spec("redis_sessions") is None:
         return "not installed (pip install django-redis-sessions)"
     try:
-        from redis_sessions.session import SessionStore
+        # Optional, benchmark-only, untyped: imported by name.
+        SessionStore = importlib.import_module("redis_sessions.session").SessionStore  # noqa: N806
 
         session = SessionStore()
         session["probe"] = 1
