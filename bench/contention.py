@@ -1,7 +1,8 @@
 """Contention benchmark: what compare-and-swap costs alone, and what it sustains under a race.
 
 Run from the repository root as ``python -m bench.contention [--engines locmem,sqlite-wal,
-postgresql,file] [--duration SECONDS]``. For each engine it prints:
+postgresql,file,redis,cached_db] [--duration SECONDS]`` (``redis``: the local Redis;
+``cached_db``: a scratch PostgreSQL database behind a RedisCache on it). For each engine it prints:
 
 - the uncontended cost of a save with compare-and-swap against a plain one, measured twice:
   the engine's ``_write`` alone (``expected=<stored version>`` vs ``expected=None``, which
@@ -39,7 +40,8 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("locmem", "sqlite-wal", "postgresql", "file")
+ENGINES = ("locmem", "sqlite-wal", "postgresql", "file", "redis", "cached_db")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 WRITER_COUNTS = (1, 2, 4, 8)
 #: Seconds each contended run lasts once every writer is ready.
 DURATION = 1.5
@@ -78,6 +80,8 @@ class Config:
             "sqlite-wal": "db, SQLite WAL",
             "postgresql": "db, PostgreSQL",
             "file": "file",
+            "redis": "redis",
+            "cached_db": "cached_db, PG+Redis",
         }[self.engine]
 
 
@@ -93,7 +97,7 @@ def configure(config: Config) -> None:
     if config.engine == "sqlite-wal":
         # Python's default busy timeout (5 s), as Django uses it; WAL is set on the file.
         databases["default"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": config.db_name}
-    elif config.engine == "postgresql":
+    elif config.engine in ("postgresql", "cached_db"):
         databases["default"] = {
             "ENGINE": "django.db.backends.postgresql",
             "HOST": PG_PARAMS["host"],
@@ -107,15 +111,32 @@ def configure(config: Config) -> None:
         INSTALLED_APPS=["django_picklesessions"],
         DATABASES=databases,
         PICKLESESSIONS_FILE_PATH=str(Path(config.workdir) / "sessions"),
+        # Keys of this run only: the workdir's name is unique.
+        PICKLESESSIONS_REDIS_URL=REDIS_URL,
+        PICKLESESSIONS_REDIS_PREFIX=f"bench-contention-{Path(config.workdir).parent.name}:",
+        CACHES={
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": REDIS_URL,
+                "KEY_PREFIX": f"bench-contention-{Path(config.workdir).parent.name}-cache",
+            }
+        },
     )
     django.setup()
 
 
 def store_class(config: Config) -> type[Any]:
     """Return the engine's SessionStore (Django must be configured)."""
-    from django_picklesessions.backends import db, file, locmem
+    from django_picklesessions.backends import cached_db, db, file, locmem, redis
 
-    engines = {"locmem": locmem, "sqlite-wal": db, "postgresql": db, "file": file}
+    engines = {
+        "locmem": locmem,
+        "sqlite-wal": db,
+        "postgresql": db,
+        "file": file,
+        "redis": redis,
+        "cached_db": cached_db,
+    }
     return engines[config.engine].SessionStore
 
 
@@ -200,7 +221,7 @@ def uncontended(config: Config) -> Costs:
     class PlainStore(store):
         """The same store with the compare switched off: every save writes unconditionally."""
 
-        def _expected_version(self, must_create: bool) -> int | None:
+        def _expected_version(self, *args: Any) -> int | None:
             return None
 
     def new_session(cls: type[Any]) -> Any:
@@ -345,7 +366,7 @@ def contended(config: Config, writers: int, duration: float) -> Row:
 def _engine_child(config: Config, duration: float, queue: Any) -> None:
     """Configure Django for one engine, measure it, and send the results back."""
     configure(config)
-    if config.engine in ("sqlite-wal", "postgresql"):
+    if config.engine in ("sqlite-wal", "postgresql", "cached_db"):
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
@@ -368,7 +389,7 @@ def storage(engine: str, workdir: Path) -> Iterator[Config]:
         finally:
             connection.close()
         yield Config(engine, str(workdir), str(path))
-    elif engine == "postgresql":
+    elif engine in ("postgresql", "cached_db"):
         import psycopg
 
         name = f"bench_picklesessions_contention_{os.getpid()}"
@@ -439,9 +460,16 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(engines) - set(ENGINES)
     if unknown:
         parser.error(f"unknown engines {sorted(unknown)}; choose from {', '.join(ENGINES)}")
-    if "postgresql" in engines and not _reachable(PG_PARAMS):
-        print(f"PostgreSQL is not reachable on {PG_PARAMS['host']}:{PG_PARAMS['port']}: skipped")
-        engines.remove("postgresql")
+    for name in ("postgresql", "cached_db"):
+        if name in engines and not _reachable(PG_PARAMS):
+            print(
+                f"PostgreSQL is not reachable on {PG_PARAMS['host']}:{PG_PARAMS['port']}: "
+                f"{name} skipped"
+            )
+            engines.remove(name)
+    if "redis" in engines and not _reachable({"host": "127.0.0.1", "port": 6379}):
+        print("Redis is not reachable on 127.0.0.1:6379: redis skipped")
+        engines.remove("redis")
 
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {sys.platform}")
     results: dict[str, tuple[Costs, list[Row]]] = {}
@@ -451,6 +479,10 @@ def main(argv: list[str] | None = None) -> None:
             workdir.mkdir()
             with storage(engine, workdir) as config:
                 results[config.label] = run_engine(config, args.duration)
+        if {"redis", "cached_db"} & set(engines):
+            from bench.harness import remove_redis_keys
+
+            remove_redis_keys(REDIS_URL, f"bench-contention-{Path(tmp).name}")
 
     print(
         "\nUncontended save, µs per call (median of interleaved rounds); "

@@ -106,3 +106,16 @@ def machine_line(name: str) -> str:
         f"Django {django.get_version()}, {os.cpu_count()} CPUs, load average {load:.2f} "
         f"at start ({platform.machine()}, {platform.system()} {platform.release()})"
     )
+
+
+def remove_redis_keys(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` that a benchmark left in the Redis at ``url``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()

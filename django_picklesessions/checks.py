@@ -255,3 +255,175 @@ def check_file_path_not_djangos(
             id="django_picklesessions.W040",
         )
     ]
+
+
+def _engine_in_use(module: str, store_path: str) -> bool:
+    """Return True if SESSION_ENGINE is ``module`` or a store subclassing ``store_path``'s."""
+    engine = settings.SESSION_ENGINE
+    if engine == module:
+        return True
+    try:
+        ours = import_module(store_path).SessionStore
+        store = import_module(engine).SessionStore
+    except Exception:  # a broken SESSION_ENGINE is Django's to report; no redis-py: not ours
+        return False
+    return isinstance(store, type) and issubclass(store, ours)
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+@register()
+def check_redis_settings(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E030-E036, W030: the redis engine's client library and connection settings."""
+    module = "django_picklesessions.backends.redis"
+    if not _engine_in_use(module, module):
+        return []
+    messages: list[CheckMessage] = []
+
+    def error(number: int, text: str, hint: str) -> None:
+        messages.append(Error(text, hint=hint, id=f"django_picklesessions.E{number:03d}"))
+
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        error(
+            30,
+            "The redis session engine needs redis-py, which is not installed.",
+            "pip install 'django-picklesessions[redis]' (or add redis>=5 to your requirements).",
+        )
+        return messages
+    value = {name: getattr(settings, PREFIX + name, DEFAULTS[name]) for name in DEFAULTS}
+    sentinels, service = value["REDIS_SENTINELS"], value["REDIS_SENTINEL_SERVICE"]
+    cluster, alias = value["REDIS_CLUSTER"], value["REDIS_CACHE_ALIAS"]
+    url = value["REDIS_URL"]
+    if (
+        sentinels is None
+        and alias is None
+        and (
+            not isinstance(url, str)
+            or url.split("://", 1)[0] not in _REDIS_SCHEMES
+            or "://" not in url
+        )
+    ):
+        error(
+            31,
+            f"{PREFIX}REDIS_URL must be a redis://, rediss:// or unix:// URL, not {url!r}.",
+            "For example 'redis://127.0.0.1:6379/0' or 'rediss://user:password@host:6380/0'.",
+        )
+    options = value["REDIS_OPTIONS"]
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        error(
+            32,
+            f"{PREFIX}REDIS_OPTIONS must be a dict of redis-py client keyword arguments.",
+            "For example {'max_connections': 50, 'socket_timeout': 1.0}.",
+        )
+    elif options.get("decode_responses"):
+        error(
+            32,
+            f"{PREFIX}REDIS_OPTIONS sets decode_responses: records are binary.",
+            "Remove decode_responses; the engine reads and writes bytes.",
+        )
+    pairs = isinstance(sentinels, (list, tuple)) and all(
+        isinstance(s, (list, tuple)) and len(s) == 2 and isinstance(s[0], str) and type(s[1]) is int
+        for s in sentinels
+    )
+    if sentinels is not None and (not pairs or not sentinels):
+        error(
+            33,
+            f"{PREFIX}REDIS_SENTINELS must be a non-empty list of (host, port) pairs.",
+            "For example [('10.0.0.1', 26379), ('10.0.0.2', 26379)].",
+        )
+    elif bool(sentinels) != (service is not None) or (
+        service is not None and (not isinstance(service, str) or not service)
+    ):
+        error(
+            33,
+            f"{PREFIX}REDIS_SENTINELS and {PREFIX}REDIS_SENTINEL_SERVICE go together.",
+            "Set both (the Sentinels, and the name of the service they monitor), or neither.",
+        )
+    if type(cluster) is not bool:
+        error(34, f"{PREFIX}REDIS_CLUSTER must be True or False.", "The default is False.")
+    elif cluster and (sentinels or alias is not None):
+        error(
+            34,
+            f"{PREFIX}REDIS_CLUSTER cannot be combined with Sentinels or a cache alias.",
+            "A Cluster is reached through REDIS_URL (any node); pick one way to connect.",
+        )
+    if alias is not None:
+        backend = settings.CACHES.get(alias, {}).get("BACKEND") if isinstance(alias, str) else None
+        if backend != "django.core.cache.backends.redis.RedisCache":
+            error(
+                35,
+                f"{PREFIX}REDIS_CACHE_ALIAS {alias!r} must name a CACHES entry whose BACKEND "
+                f"is django.core.cache.backends.redis.RedisCache (it is {backend!r}).",
+                "Name such an alias, or remove the setting and set REDIS_URL instead.",
+            )
+    prefix = value["REDIS_PREFIX"]
+    if not isinstance(prefix, str) or not prefix:
+        error(
+            36,
+            f"{PREFIX}REDIS_PREFIX must be a non-empty str.",
+            f"The default is {DEFAULTS['REDIS_PREFIX']!r}: it keeps sessions apart from others.",
+        )
+    elif cluster is True and "{" in prefix and "}" in prefix.split("{", 1)[1]:
+        messages.append(
+            Warning(
+                f"{PREFIX}REDIS_PREFIX {prefix!r} holds a Cluster hash tag: every session "
+                "would live in one slot, on one node.",
+                hint="Remove the braces; each session's commands touch one key, no tag needed.",
+                id="django_picklesessions.W030",
+            )
+        )
+    return messages
+
+
+# Cache backends that store what they are given in process memory: nobody else can write it.
+_IN_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
+# Read as raw bytes by the cached_db engine, never through the cache's unpickling get().
+_RAW_CACHES = ("django.core.cache.backends.redis.RedisCache",)
+
+
+@register(Tags.security)
+def check_cached_db_cache(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E037: the cached_db engine's cache alias is missing; W031/W032: a risky or dummy cache."""
+    module = "django_picklesessions.backends.cached_db"
+    if not _engine_in_use(module, module):
+        return []
+    raw = getattr(settings, PREFIX + "CACHE_ALIAS", None)
+    alias = settings.SESSION_CACHE_ALIAS if raw is None else raw
+    source = f"{PREFIX}CACHE_ALIAS" if raw is not None else "SESSION_CACHE_ALIAS"
+    if not isinstance(alias, str) or alias not in settings.CACHES:
+        return [
+            Error(
+                f"{source} is {alias!r}, which is not an alias in CACHES.",
+                hint="Name one of the CACHES entries, e.g. 'default'.",
+                id="django_picklesessions.E037",
+            )
+        ]
+    backend = settings.CACHES[alias].get("BACKEND", "")
+    if backend == "django.core.cache.backends.dummy.DummyCache":
+        return [
+            Warning(
+                f"The cached_db session engine's cache {alias!r} is a DummyCache: every read "
+                "goes to the database.",
+                hint="Use the db engine instead, or give the engine a real cache.",
+                id="django_picklesessions.W032",
+            )
+        ]
+    if backend not in _IN_PROCESS_CACHES + _RAW_CACHES:
+        return [
+            Warning(
+                f"The cached_db session engine's cache {alias!r} ({backend}) unpickles what "
+                "it reads: whoever can write to that cache's storage can run code on every "
+                "web server, whatever the sessions in it hold.",
+                hint="Use django.core.cache.backends.redis.RedisCache (read as raw bytes by "
+                "the engine) or the redis session engine, and keep the cache server private.",
+                id="django_picklesessions.W031",
+            )
+        ]
+    return []

@@ -26,6 +26,16 @@ DEFAULTS: dict[str, Any] = {
     "FILE_PATH": None,
     "FILE_FSYNC": False,
     "CONFLICT_POLICIES": {},
+    # The redis engine (docs/engines.md): where the server is, and how keys are named.
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "REDIS_OPTIONS": {},
+    "REDIS_SENTINELS": None,
+    "REDIS_SENTINEL_SERVICE": None,
+    "REDIS_CLUSTER": False,
+    "REDIS_CACHE_ALIAS": None,
+    "REDIS_PREFIX": "picklesessions:",
+    # The cached_db engine: the Django cache in front of the table (None: SESSION_CACHE_ALIAS).
+    "CACHE_ALIAS": None,
 }
 
 
@@ -90,6 +100,41 @@ class Settings:
     @property
     def FILE_FSYNC(self) -> bool:  # noqa: N802
         return bool(self._get("FILE_FSYNC"))
+
+    @property
+    def REDIS_URL(self) -> str:  # noqa: N802
+        return str(self._get("REDIS_URL"))
+
+    @property
+    def REDIS_OPTIONS(self) -> dict[str, Any]:  # noqa: N802
+        return dict(self._get("REDIS_OPTIONS") or {})
+
+    @property
+    def REDIS_SENTINELS(self) -> Any:  # noqa: N802
+        return self._get("REDIS_SENTINELS")
+
+    @property
+    def REDIS_SENTINEL_SERVICE(self) -> str | None:  # noqa: N802
+        value = self._get("REDIS_SENTINEL_SERVICE")
+        return None if value is None else str(value)
+
+    @property
+    def REDIS_CLUSTER(self) -> bool:  # noqa: N802
+        return bool(self._get("REDIS_CLUSTER"))
+
+    @property
+    def REDIS_CACHE_ALIAS(self) -> str | None:  # noqa: N802
+        value = self._get("REDIS_CACHE_ALIAS")
+        return None if value is None else str(value)
+
+    @property
+    def REDIS_PREFIX(self) -> str:  # noqa: N802
+        return str(self._get("REDIS_PREFIX"))
+
+    @property
+    def CACHE_ALIAS(self) -> str:  # noqa: N802
+        value = self._get("CACHE_ALIAS")
+        return str(django_settings.SESSION_CACHE_ALIAS if value is None else value)
 
 
 conf = Settings()

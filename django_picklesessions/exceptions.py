@@ -34,3 +34,11 @@ class SessionConflict(Exception):
 
 class SessionLockTimeout(Exception):
     """``session.locked()`` waited its whole timeout for another request's lock."""
+
+
+class StoreUnavailable(Exception):
+    """The session storage server could not be reached; the request fails, nothing is lost.
+
+    Raised instead of treating the session as empty, which would log every user out while
+    the server is down (and hand out new sessions that vanish when it comes back).
+    """

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -68,6 +69,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Skip the run's tests when its database server is down; in CI, fail instead."""
     from django.conf import settings
 
+    _require_redis(items)
     if settings.TEST_DB not in _SERVERS:
         return
     name, port = _SERVERS[settings.TEST_DB]
@@ -80,6 +82,49 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         pytest.exit(f"{reason}; CI needs every database server.", returncode=1)
     for item in items:
         item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _require_redis(items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``redis`` when the Redis server is down; in CI, fail instead."""
+    needing = [item for item in items if item.get_closest_marker("redis")]
+    if not needing or _reachable(6379):
+        return
+    reason = "Redis is not reachable on 127.0.0.1:6379 (the redis and cached_db-on-Redis tests)"
+    if os.environ.get("CI"):
+        pytest.exit(f"{reason}; CI needs the Redis server.", returncode=1)
+    for item in needing:
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _redis_prefix_per_test(settings: Any) -> None:
+    """Give each test a Redis key prefix of its own (under the run's), so counts start at 0."""
+    settings.PICKLESESSIONS_REDIS_PREFIX = (
+        f"{settings.PICKLESESSIONS_REDIS_PREFIX}{secrets.token_hex(4)}:"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_redis_keys() -> Iterator[None]:
+    """Delete what this run stored in Redis: every key under its own prefixes."""
+    yield
+    from django.conf import settings
+
+    if not _reachable(6379):
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_TEST_URL)
+    try:
+        for prefix in (
+            settings.PICKLESESSIONS_REDIS_PREFIX,
+            settings.CACHES["redis"]["KEY_PREFIX"],
+        ):
+            batch = list(client.scan_iter(match=prefix + "*", count=1000))
+            for start in range(0, len(batch), 1000):
+                client.delete(*batch[start : start + 1000])
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -46,10 +46,16 @@ def pickled(**values: Any) -> dict[str, bytes]:
 
 
 def engines() -> dict[str, Callable[..., Any]]:
-    """The three engines' store classes, by name: what the engine-parametrised tests run on."""
-    from django_picklesessions.backends import db, file, locmem
+    """The engines' store classes, by name: what the engine-parametrised tests run on."""
+    from django_picklesessions.backends import cached_db, db, file, locmem, redis
 
-    return {"locmem": locmem.SessionStore, "db": db.SessionStore, "file": file.SessionStore}
+    return {
+        "locmem": locmem.SessionStore,
+        "db": db.SessionStore,
+        "file": file.SessionStore,
+        "redis": redis.SessionStore,
+        "cached_db": cached_db.SessionStore,
+    }
 
 
 def new_session(store: Callable[..., Any], **values: object) -> str:

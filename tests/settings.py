@@ -86,3 +86,17 @@ PICKLESESSIONS_ALLOWED_CLASSES = ["tests.cart.LineItem", "tests.cart.Cart", "tes
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Child processes of the file-engine tests get their directory from the parent.
 PICKLESESSIONS_FILE_PATH = os.environ.get("PICKLESESSIONS_TEST_FILE_PATH")
+
+# The redis and cached_db engines (tests marked ``redis`` need the Redis on 127.0.0.1:6379).
+# Each run keeps its keys under a prefix of its own, removed at the end (tests/conftest.py).
+REDIS_TEST_URL = os.environ.get("PICKLESESSIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PICKLESESSIONS_REDIS_URL = REDIS_TEST_URL
+PICKLESESSIONS_REDIS_PREFIX = f"{_TEST_NAME}:"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "redis": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_TEST_URL,
+        "KEY_PREFIX": f"{_TEST_NAME}-cache",
+    },
+}

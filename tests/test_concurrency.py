@@ -24,8 +24,20 @@ Store = Callable[..., PickleSessionBase]
 ENGINES = engines()
 
 
+# The cache engine publishes a save once its transaction commits: no test transaction.
+CACHED_DB = pytest.param(
+    "cached_db", marks=[pytest.mark.db, pytest.mark.django_db(transaction=True)]
+)
+
+
 @pytest.fixture(
-    params=["locmem", pytest.param("db", marks=[pytest.mark.db, pytest.mark.django_db]), "file"]
+    params=[
+        "locmem",
+        pytest.param("db", marks=[pytest.mark.db, pytest.mark.django_db]),
+        "file",
+        pytest.param("redis", marks=pytest.mark.redis),
+        CACHED_DB,
+    ]
 )
 def store(request: pytest.FixtureRequest, settings, tmp_path) -> Store:
     settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
@@ -205,6 +217,8 @@ def test_uncontended_save_needs_one_write(store: Store, monkeypatch: pytest.Monk
         # The async ORM works in another thread: it must see committed data.
         pytest.param("db", marks=[pytest.mark.db, pytest.mark.django_db(transaction=True)]),
         "file",
+        pytest.param("redis", marks=pytest.mark.redis),
+        CACHED_DB,
     ],
 )
 def test_async_saves_replay_too(engine: str, settings, tmp_path) -> None:

@@ -24,9 +24,13 @@ Store = Callable[..., PickleSessionBase]
 ENGINES = engines()
 # The db engine's lock must be visible to other connections at once: no test transaction.
 DB = pytest.param("db", marks=[pytest.mark.db, pytest.mark.django_db(transaction=True)])
+REDIS = pytest.param("redis", marks=pytest.mark.redis)
+CACHED_DB = pytest.param(
+    "cached_db", marks=[pytest.mark.db, pytest.mark.django_db(transaction=True)]
+)
 
 
-@pytest.fixture(params=["locmem", DB, "file"])
+@pytest.fixture(params=["locmem", DB, "file", REDIS, CACHED_DB])
 def store(request: pytest.FixtureRequest, settings, tmp_path) -> Store:
     settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
     return ENGINES[request.param]
@@ -84,7 +88,7 @@ def test_only_one_checkout_runs(store: Store) -> None:
     assert dict(store(key).items()) == {"cart": [], "orders": 1}
 
 
-@pytest.mark.parametrize("engine", ["locmem", DB])
+@pytest.mark.parametrize("engine", ["locmem", DB, REDIS])
 def test_abandoned_lease_is_taken_over(engine: str) -> None:
     store = ENGINES[engine]
     key = new_session(store, n=0)

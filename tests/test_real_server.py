@@ -7,7 +7,8 @@ product is in the cart (a merge policy sums the quantities of the ``cart`` key),
 client's own ``seen_<client>`` key, which has no policy, is complete, and every request's flash
 message is shown (the default ``_messages`` merge). Runs on the db engine
 (a SQLite WAL file, or a scratch PostgreSQL or MariaDB database, after
-``PICKLESESSIONS_TEST_DB``) and on the file engine.
+``PICKLESESSIONS_TEST_DB``), on the file engine, on the redis engine, and on cached_db (that
+database behind a RedisCache the workers share).
 """
 
 from __future__ import annotations
@@ -165,6 +166,11 @@ def _environment(engine: str, directory: Path) -> Iterator[dict[str, str]]:
         env["REALSERVER_FILE_PATH"] = str(directory / "sessions")
         yield env
         return
+    if engine in ("redis", "cached_db"):
+        env["REALSERVER_REDIS_PREFIX"] = f"{settings.PICKLESESSIONS_REDIS_PREFIX}realserver:"
+    if engine == "redis":
+        yield env
+        return
     kind = settings.TEST_DB
     database = (
         _sqlite(directory)
@@ -231,7 +237,13 @@ def _wait_until_serving(server: Server) -> None:
 
 
 @pytest.fixture(
-    scope="module", params=[pytest.param("db", marks=pytest.mark.db), pytest.param("file")]
+    scope="module",
+    params=[
+        pytest.param("db", marks=pytest.mark.db),
+        pytest.param("file"),
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cached_db", marks=[pytest.mark.db, pytest.mark.redis]),
+    ],
 )
 def running_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

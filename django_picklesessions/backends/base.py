@@ -364,6 +364,12 @@ class PickleSessionBase(SessionBase):
     async def _acontains(self, address: str) -> bool:
         return await sync_to_async(self._contains)(address)
 
+    async def _atry_lock(self, address: str, token: str, lease: float) -> bool:
+        return await sync_to_async(self._try_lock)(address, token, lease)
+
+    async def _aunlock(self, address: str, token: str) -> None:
+        await sync_to_async(self._unlock)(address, token)
+
     @staticmethod
     def address(session_key: str) -> str:
         """Return where a session is stored: the hex SHA-256 of its key."""
@@ -643,7 +649,7 @@ class PickleSessionBase(SessionBase):
             await self.asave()
         address, token, deadline = self._lock_token(timeout, lease)
         attempt = 0
-        while not await sync_to_async(self._try_lock)(address, token, lease):
+        while not await self._atry_lock(address, token, lease):
             if time.monotonic() >= deadline:
                 raise SessionLockTimeout(f"The session stayed locked for {timeout} s.")
             attempt += 1
@@ -657,7 +663,7 @@ class PickleSessionBase(SessionBase):
             yield self
             await self.asave()
         finally:
-            await sync_to_async(self._unlock)(address, token)
+            await self._aunlock(address, token)
 
     def _deleting(self, session_key: str | None) -> str | None:
         """Return the address to delete; forget what was loaded if it is this session's."""

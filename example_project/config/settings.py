@@ -2,7 +2,9 @@
 
 Environment variables:
 
-- ``EXAMPLE_SESSION_ENGINE``: ``db`` (default), ``file`` (``var/sessions``) or ``locmem``;
+- ``EXAMPLE_SESSION_ENGINE``: ``db`` (default), ``file`` (``var/sessions``), ``locmem``,
+  ``redis`` or ``cached_db`` (both on the Redis at ``EXAMPLE_REDIS_URL``, default
+  ``redis://127.0.0.1:6379/0``);
 - ``EXAMPLE_DATABASE``: ``sqlite`` (default, ``var/db.sqlite3``) or ``postgresql``
   (127.0.0.1:5432, database ``test``, user ``postgres``);
 - ``EXAMPLE_VAR_DIR``: where runtime data goes (default ``example_project/var``);
@@ -117,8 +119,20 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 SESSION_ENGINE = "django_picklesessions.backends." + _choice(
-    "EXAMPLE_SESSION_ENGINE", "db", ("db", "file", "locmem")
+    "EXAMPLE_SESSION_ENGINE", "db", ("db", "file", "locmem", "redis", "cached_db")
 )
+# The redis engine's server, and the cache the cached_db engine reads through (a RedisCache:
+# shared by every worker, and read by the engine as raw bytes).
+PICKLESESSIONS_REDIS_URL = os.environ.get("EXAMPLE_REDIS_URL", "redis://127.0.0.1:6379/0")
+PICKLESESSIONS_REDIS_PREFIX = "example-shop:"
+if SESSION_ENGINE.endswith(".cached_db"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": PICKLESESSIONS_REDIS_URL,
+            "KEY_PREFIX": "example-shop-cache",
+        }
+    }
 # A directory for sessions only, created 0700 by the file engine on first use.
 PICKLESESSIONS_FILE_PATH = VAR_DIR / "sessions"
 # The classes a session may hold besides the defaults (datetime types, Decimal, UUID...).

@@ -50,11 +50,13 @@ def _canary_stays_silent() -> Iterator[None]:
 
 
 _DB = pytest.param("db", marks=[pytest.mark.db, pytest.mark.django_db])
+_REDIS = pytest.param("redis", marks=pytest.mark.redis)
+_CACHED_DB = pytest.param("cached_db", marks=[pytest.mark.db, pytest.mark.django_db])
 
 
-@pytest.fixture(params=["locmem", "file", _DB])
+@pytest.fixture(params=["locmem", "file", _DB, _REDIS, _CACHED_DB])
 def engine(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> str:
-    """Each engine in turn; the db one runs again on PostgreSQL and MariaDB (``-m db``)."""
+    """Each engine in turn; the db ones run again on PostgreSQL and MariaDB (``-m db``)."""
     name: str = request.param
     if name == "file":
         settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")

@@ -94,6 +94,14 @@ def store_class(engine: str) -> type[PickleSessionBase]:
         from django_picklesessions.backends.file import SessionStore as FileStore
 
         return FileStore
+    if engine == "redis":
+        from django_picklesessions.backends.redis import SessionStore as RedisStore
+
+        return RedisStore
+    if engine == "cached_db":
+        from django_picklesessions.backends.cached_db import SessionStore as CachedDbStore
+
+        return CachedDbStore
     from django_picklesessions.backends.db import SessionStore as DbStore
 
     return DbStore
@@ -115,8 +123,18 @@ def plant(engine: str, session_key: str, data: bytes, *, expires_at: int | None 
         finally:
             os.close(fd)
         os.utime(path, (expires, expires))
+    elif engine == "redis":
+        from django_picklesessions.backends import redis
+
+        redis.sync_client().set(redis.SessionStore.record_key(address), data, exat=expires)
     else:
         from django_picklesessions.models import Session
+
+        if engine == "cached_db":
+            # The row is the attack; no cached copy of an older record may hide it.
+            from django_picklesessions.backends.cached_db import SessionStore as CachedDbStore
+
+            CachedDbStore()._forget(address)
 
         Session.objects.update_or_create(
             address=address, defaults={"record": data, "expires_at": expires, "version": 1}
@@ -136,6 +154,11 @@ def stored(engine: str, session_key: str) -> bytes | None:
                 return handle.read()
         except FileNotFoundError:
             return None
+    if engine == "redis":
+        from django_picklesessions.backends import redis
+
+        value: bytes | None = redis.sync_client().get(redis.SessionStore.record_key(address))
+        return value
     from django_picklesessions.models import Session
 
     row = Session.objects.filter(address=address).values_list("record", flat=True).first()

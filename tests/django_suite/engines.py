@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import unittest
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,10 @@ class Engine:
     setup: Callable[[unittest.TestCase], None] = field(default=lambda case: None)
     #: Needs the database: its tests use TestCase and carry the ``db`` marker.
     uses_db: bool = False
+    #: Needs the Redis server: its tests carry the ``redis`` marker.
+    uses_redis: bool = False
+    #: Tests of the store contract that cannot apply to this engine, with the reason.
+    excluded: dict[str, str] = field(default_factory=dict)
 
     def missing(self) -> str | None:
         """Return why the engine cannot run (its module does not exist), or None."""
@@ -102,6 +107,36 @@ def _file_count(store: type[SessionBase]) -> int:
     return sum(len(files) for _, _, files in os.walk(str(settings.PICKLESESSIONS_FILE_PATH)))
 
 
+# --- redis and cached_db ----------------------------------------------------------------
+
+
+def _redis_setup(case: unittest.TestCase) -> None:
+    # A key prefix of this test's own: the clearsessions tests count what is stored.
+    override(
+        case,
+        PICKLESESSIONS_REDIS_PREFIX=f"{settings.PICKLESESSIONS_REDIS_PREFIX}suite-{uuid.uuid4().hex[:8]}:",
+    )
+
+
+def _redis_count(store: type[SessionBase]) -> int:
+    from django_picklesessions.backends import redis
+    from django_picklesessions.conf import conf
+
+    return len(list(redis.sync_client().scan_iter(match=conf.REDIS_PREFIX + "*")))
+
+
+def _cached_db_setup(alias: str) -> Callable[[unittest.TestCase], None]:
+    """Put the engine in front of cache ``alias``, emptied of what earlier tests cached."""
+
+    def setup(case: unittest.TestCase) -> None:
+        from django.core.cache import caches
+
+        override(case, PICKLESESSIONS_CACHE_ALIAS=alias)
+        caches[alias].clear()
+
+    return setup
+
+
 ENGINES: tuple[Engine, ...] = (
     Engine(
         "locmem",
@@ -127,5 +162,33 @@ ENGINES: tuple[Engine, ...] = (
         "django_picklesessions.backends.file",
         count_records=_file_count,
         setup=_file_setup(as_path=True),
+    ),
+    Engine(
+        "redis",
+        "django_picklesessions.backends.redis",
+        count_records=_redis_count,
+        setup=_redis_setup,
+        uses_redis=True,
+        excluded=dict.fromkeys(
+            ("test_clearsessions_command", "test_aclear_expired"),
+            "Redis removes a record when its signed expiry passes (EXAT), so the expired "
+            "session these tests count before clearsessions is already gone",
+        ),
+    ),
+    # In front of the default LocMemCache, and of a Django RedisCache (read as raw bytes).
+    Engine(
+        "cached_db",
+        "django_picklesessions.backends.cached_db",
+        count_records=_db_count,
+        setup=_cached_db_setup("default"),
+        uses_db=True,
+    ),
+    Engine(
+        "cached_db_redis",
+        "django_picklesessions.backends.cached_db",
+        count_records=_db_count,
+        setup=_cached_db_setup("redis"),
+        uses_db=True,
+        uses_redis=True,
     ),
 )

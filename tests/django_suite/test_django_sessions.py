@@ -158,6 +158,7 @@ def _engine_classes(engine: Engine) -> list[type]:
     title = "".join(part.capitalize() for part in engine.name.split("_"))
     case = TestCase if engine.uses_db else SimpleTestCase
     marks = [pytest.mark.db] if engine.uses_db else []
+    marks += [pytest.mark.redis] if engine.uses_redis else []
     missing = engine.missing()
     made = []
     for kind, bases, django_class in (
@@ -175,6 +176,9 @@ def _engine_classes(engine: Engine) -> list[type]:
         for name, reason in EXCLUDED.items():
             if name.startswith(prefix):
                 attrs[name.removeprefix(prefix)] = _excluded(reason)
+        if kind == "Store":
+            for name, reason in engine.excluded.items():
+                attrs[name] = _excluded(reason)
         made_class = type(f"Test{title}{kind}", bases, attrs)
         if missing:
             made_class = unittest.skip(missing)(made_class)

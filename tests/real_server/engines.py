@@ -1,4 +1,4 @@
-"""The session engine of the real-server project: our db or file engine, as configured.
+"""The session engine of the real-server project: one of our engines, as configured.
 
 Each lost compare-and-swap race is logged, so that the test can count the ``CONFLICT`` lines
 in the server log and show that the requests really overlapped (a run without a single
@@ -11,14 +11,19 @@ import logging
 
 from django.conf import settings
 
-from django_picklesessions.backends import db, file
+from django_picklesessions.backends import cached_db, db, file, redis
 from django_picklesessions.backends.base import PickleSessionBase
 from django_picklesessions.exceptions import VersionConflict
 from tests.real_server import CONFLICT
 
 logger = logging.getLogger("tests.real_server")
 
-_ENGINES: dict[str, type[PickleSessionBase]] = {"db": db.SessionStore, "file": file.SessionStore}
+_ENGINES: dict[str, type[PickleSessionBase]] = {
+    "db": db.SessionStore,
+    "file": file.SessionStore,
+    "redis": redis.SessionStore,
+    "cached_db": cached_db.SessionStore,
+}
 _Engine = _ENGINES[getattr(settings, "REALSERVER_ENGINE", "db")]
 
 

@@ -1,9 +1,11 @@
 """Settings of the real-server project, configured from the environment the test sets.
 
-``REALSERVER_ENGINE`` is ``db`` or ``file``. For ``db``, ``REALSERVER_DB`` is ``sqlite``
+``REALSERVER_ENGINE`` is ``db``, ``file``, ``redis`` or ``cached_db``. For ``db`` and
+``cached_db``, ``REALSERVER_DB`` is ``sqlite``
 (``REALSERVER_DB_NAME`` is the path of a WAL-mode file), ``postgresql`` or ``mariadb``
 (``REALSERVER_DB_NAME`` is a scratch database the test creates). For ``file``,
-``REALSERVER_FILE_PATH`` is the sessions directory.
+``REALSERVER_FILE_PATH`` is the sessions directory. ``redis`` and ``cached_db`` (whose cache is
+a Django RedisCache, shared by the workers) keep their keys under ``REALSERVER_REDIS_PREFIX``.
 """
 
 from __future__ import annotations
@@ -56,11 +58,24 @@ _DATABASES: dict[str, dict[str, Any]] = {
         "OPTIONS": {"charset": "utf8mb4"},
     },
 }
-DATABASES = {"default": _DATABASES[_DB]} if REALSERVER_ENGINE == "db" else {}
-if REALSERVER_ENGINE == "db" and _DB == "mariadb":
+_USES_DB = REALSERVER_ENGINE in ("db", "cached_db")
+DATABASES = {"default": _DATABASES[_DB]} if _USES_DB else {}
+if _USES_DB and _DB == "mariadb":
     import pymysql  # type: ignore[import-untyped]
 
     pymysql.install_as_MySQLdb()
+
+_REDIS_URL = os.environ.get("PICKLESESSIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_REDIS_PREFIX = os.environ.get("REALSERVER_REDIS_PREFIX", "picklesessions-realserver:")
+PICKLESESSIONS_REDIS_URL = _REDIS_URL
+PICKLESESSIONS_REDIS_PREFIX = _REDIS_PREFIX
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _REDIS_URL,
+        "KEY_PREFIX": _REDIS_PREFIX + "cache",
+    }
+}
 
 LOGGING = {
     "version": 1,
