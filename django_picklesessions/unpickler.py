@@ -27,11 +27,14 @@ bounds below; ``docs/settings.md`` lists what each mode guarantees.
 
 from __future__ import annotations
 
+import contextlib
 import copyreg
+import datetime
 import decimal
 import io
 import pickle
 import pickletools
+import reprlib
 import struct
 from typing import Any
 
@@ -144,10 +147,39 @@ def _plain_class_name(module: str, name: str) -> bool:
     return all(part.isidentifier() and "__" not in part for part in parts)
 
 
-def _clip(text: str, limit: int = 100) -> str:
+def clip(text: str, limit: int = 100) -> str:
     """Shorten and escape attacker-chosen text before it reaches a log line."""
     clipped = text[:limit] + ("…" if len(text) > limit else "")
     return clipped if clipped.isprintable() else repr(clipped)[1:-1]
+
+
+_clip = clip
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` that stops early: loaded values may share references exponentially."""
+
+    def repr_instance(self, obj: Any, level: int) -> str:
+        # Never call a loaded object's own __repr__ (a dataclass's recurses without bound);
+        # the few value types whose repr is short and flat are shown as themselves.
+        cls = type(obj)
+        if cls in _FLAT_REPR or cls.__dict__.get("_flat_repr") is True:
+            with contextlib.suppress(Exception):
+                return clip(repr(obj), self.maxother)
+        return f"<{clip(cls.__module__)}.{clip(cls.__qualname__)} object>"
+
+
+_FLAT_REPR: frozenset[type] = frozenset(
+    (decimal.Decimal, datetime.date, datetime.datetime, datetime.time, datetime.timedelta)
+)
+_repr = _BoundedRepr()
+_repr.maxlevel = 3
+_repr.maxother = 60
+
+
+def bounded_repr(value: Any) -> str:
+    """Return a short repr of a loaded value, in time bounded whatever it holds."""
+    return clip(_repr.repr(value), 300)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
