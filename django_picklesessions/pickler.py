@@ -42,6 +42,13 @@ class _CheckingPickler(pickle.Pickler):
         if isinstance(obj, type):
             if obj in self._allow.classes:
                 return NotImplemented  # written as a global the reader will find
+            target = getattr(type(obj), "target", None)
+            if isinstance(target, type) and type(obj).__name__ == "_StandInMeta":
+                raise _Refused(
+                    target,
+                    "the value holds that class itself inside a container, which the reader "
+                    "gives back as a stand-in; store the class's dotted path as a str instead",
+                )
             raise _Refused(obj, "it is a class that is not in PICKLESESSIONS_ALLOWED_CLASSES")
         if cls in self._allow.classes:
             # A custom __reduce__ may return a bare global name, which the reader refuses.

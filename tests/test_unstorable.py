@@ -41,7 +41,9 @@ def engine(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> str:
 
 def new_cart() -> Cart:
     when = datetime.datetime(2026, 3, 1, 12, tzinfo=UTC)
-    return Cart(items=[LineItem(n, f"Item {n}", decimal.Decimal("2.50"), 1, when) for n in range(2)])
+    return Cart(
+        items=[LineItem(n, f"Item {n}", decimal.Decimal("2.50"), 1, when) for n in range(2)]
+    )
 
 
 def cart_log(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -114,7 +116,7 @@ def test_every_view_agrees_on_a_key_that_did_not_load(settings: Any, engine: str
         listed = list(session.keys())
         assert sorted(listed) == ["_auth_user_id", "n"], first
         assert len(session._session) == 2
-        assert {k: session[k] for k in session.keys()} == {"_auth_user_id": "8", "n": 3}
+        assert {k: session[k] for k in list(session.keys())} == {"_auth_user_id": "8", "n": 3}
 
 
 # --- A3: bad-deploy keys are kept; deleted keys stay deleted; forgeries logged once ---------
