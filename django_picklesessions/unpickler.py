@@ -41,6 +41,7 @@ import re
 import reprlib
 import struct
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -318,14 +319,14 @@ _SHAPED: dict[type, Any] = {
 }
 
 
-def _stand_in(cls: type, newobj: bool) -> type | None:
+def _stand_in(cls: type, newobj: bool, shapes: bool = True) -> type | None:
     """Return what ``find_class`` hands out for ``cls``, or None when ``cls`` itself is safe.
 
     ``newobj``: our writer builds ``cls`` with NEWOBJ (``cls.__new__(cls, *args)``, no
     ``__init__``) rather than REDUCE (``cls(*args)``); the stand-in does the same for both
     opcodes, and so never calls anything but that class.
     """
-    shaped = _SHAPED.get(cls)
+    shaped = _SHAPED.get(cls) if shapes else None
     if shaped is None and cls.__flags__ & _IMMUTABLE_TYPE:
         return None
     namespace = {
@@ -381,22 +382,38 @@ def _drop_first(shaped: Callable[..., Any], cls: type, _: type, *args: Any) -> A
     return shaped(cls, *args)
 
 
-_unpickler_cache: tuple[AllowList, type[_RestrictedUnpickler]] | None = None
+# One unpickler class, with its own stand-ins, per thread: a stand-in's references then
+# change only with this thread's own load, which is what ``_holds_stand_ins`` counts.
+_local = threading.local()
 
 
 def _unpickler_class(allow: AllowList) -> type[_RestrictedUnpickler]:
-    global _unpickler_cache
-    cached = _unpickler_cache
+    cached: tuple[AllowList, type[_RestrictedUnpickler]] | None = _local.__dict__.get("cache")
     if cached is None or cached[0] is not allow:
-        loaders: dict[tuple[str, str], type] = {}
-        for name, cls in allow.by_name.items():
-            loaders[name] = _stand_in(cls, cls in allow.new_object) or cls
-        namespace = {"allowed": allow.by_name, "loaders": loaders}
-        subclass = type("RestrictedUnpickler", (_RestrictedUnpickler,), namespace)
-        for name in [name for name, found in loaders.items() if type(found) is _StandInMeta]:
-            _calibrate(subclass, name)
-        cached = _unpickler_cache = (allow, subclass)
+        cached = _local.cache = (allow, build_unpickler_class(allow.by_name, allow.new_object))
     return cached[1]
+
+
+def build_unpickler_class(
+    allowed: dict[tuple[str, str], type],
+    new_object: frozenset[type],
+    stand_ins: bool = True,
+    shapes: bool = True,
+) -> type[_RestrictedUnpickler]:
+    """Return an unpickler class for ``allowed``.
+
+    Turning ``stand_ins`` (item B6) or ``shapes`` (B8 and the argument shapes) off is for
+    the benchmark alone, which times what each guard costs.
+    """
+    loaders: dict[tuple[str, str], type] = {}
+    for name, cls in allowed.items():
+        found = _stand_in(cls, cls in new_object, shapes) if stand_ins else None
+        loaders[name] = found or cls
+    namespace = {"allowed": allowed, "loaders": loaders}
+    subclass = type("RestrictedUnpickler", (_RestrictedUnpickler,), namespace)
+    for name in [name for name, found in loaders.items() if type(found) is _StandInMeta]:
+        _calibrate(subclass, name)
+    return subclass
 
 
 def _excess(stand_in: type, fetched: list[type]) -> int:

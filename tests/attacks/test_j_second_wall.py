@@ -341,3 +341,21 @@ def test_J5_refusal_kinds() -> None:
     with pytest.raises(ValueRejected) as removed:
         unpickler.loads(p5(global_("shop.gone", "Cart") + EMPTY_TUPLE + NEWOBJ))
     assert not getattr(removed.value, "suspicious", False)
+
+
+def test_J1_each_thread_has_its_own_stand_ins() -> None:
+    import threading
+
+    found: dict[str, Any] = {}
+
+    def load() -> None:
+        loaders = unpickler._unpickler_class(unpickler.get_allow_list()).loaders
+        found["stand-in"] = loaders["tests.cart", "Cart"]
+        found["value"] = unpickler.loads(get_writer().dumps("k", [Cart]))
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join()
+    here = unpickler._unpickler_class(unpickler.get_allow_list()).loaders["tests.cart", "Cart"]
+    assert found["stand-in"] is not here  # a load in one thread never counts in another's
+    assert found["value"] == [Cart]
