@@ -106,6 +106,9 @@ MAX_STRICT_OPCODES = 200_000
 MAX_STRICT_DEPTH = 100
 #: Containers and objects created.
 MAX_STRICT_OBJECTS = 100_000
+#: Objects reached by walking a value, shared references counted each time: what hashing,
+#: ``==``, ``copy`` and ``repr`` visit.
+MAX_STRICT_EXPANDED = 1_000_000
 #: Memo entries (``MEMOIZE``); the memo opcodes with explicit indexes are refused outright.
 MAX_STRICT_MEMO = 100_000
 #: Bytes of one ``LONG4`` integer: 8,192 bits, which ``str()`` can still print.
@@ -537,11 +540,13 @@ _NUMERIC: frozenset[type] = frozenset((int, float, bool, type(None)))
 class _Node:
     """A container or object of the simulated stack; scalars are pushed as plain values."""
 
-    __slots__ = ("kind", "depth", "inside", "items", "hashes", "opaque", "cls")
+    __slots__ = ("kind", "depth", "size", "inside", "items", "hashes", "opaque", "cls")
 
     def __init__(self, kind: int, depth: int = 1, items: list[Any] | None = None) -> None:
         self.kind = kind
         self.depth = depth
+        #: Objects reached when walking it, shared references counted each time they occur.
+        self.size = 1
         #: Placed in another container or object: from then on it must not change.
         self.inside = False
         self.items = items
@@ -574,6 +579,11 @@ def _place(parent: _Node, child: Any) -> None:
         if child is parent:
             raise _bad("reference cycle")
         child.inside = True
+        # Hashing, comparing, copying or printing the value walks every reference: a DAG
+        # of memo references ((t, t) at each level) is small to store and huge to walk.
+        parent.size += child.size
+        if parent.size > MAX_STRICT_EXPANDED:
+            raise _over("expanded size")
         depth = child.depth + 1
         if depth > parent.depth:
             if depth > MAX_STRICT_DEPTH:

@@ -359,3 +359,69 @@ def test_J1_each_thread_has_its_own_stand_ins() -> None:
     here = unpickler._unpickler_class(unpickler.get_allow_list()).loaders["tests.cart", "Cart"]
     assert found["stand-in"] is not here  # a load in one thread never counts in another's
     assert found["value"] == [Cart]
+
+
+# --- B10: unsigned db columns that disagree with the signed record -------------------------------
+
+
+@pytest.mark.db
+@pytest.mark.django_db
+@pytest.mark.parametrize("column", [0, 7, 2**62])
+def test_J8_a_tampered_version_column_is_logged_and_saved_over(
+    column: int, security_log: Any
+) -> None:
+    from django_picklesessions.backends.db import SessionStore
+    from django_picklesessions.models import Session
+
+    store = SessionStore()
+    store["n"] = 1
+    store.save()
+    key = store.session_key
+    Session.objects.filter(address=store.address(key)).update(version=column)
+    session = SessionStore(key)
+    session["n"] = 2
+    session.save()  # one attempt, not 50 ending in SessionConflict
+    assert SessionStore(key)["n"] == 2
+    assert len(security_log()) == 1
+    assert "version column" in security_log()[0].getMessage()
+    row = Session.objects.get(address=store.address(key))
+    assert row.version == 2  # the column mirrors the signed header again
+
+
+@pytest.mark.db
+@pytest.mark.django_db
+def test_J8_a_real_concurrent_save_is_still_a_conflict_not_tampering(security_log: Any) -> None:
+    from django_picklesessions.backends.db import SessionStore
+
+    first = SessionStore()
+    first["n"] = 1
+    first.save()
+    key = first.session_key
+    mine, theirs = SessionStore(key), SessionStore(key)
+    mine["a"], theirs["b"] = 1, 2
+    theirs.save()
+    mine.save()  # replayed onto theirs
+    assert dict(SessionStore(key).items()) == {"n": 1, "a": 1, "b": 2}
+    assert security_log() == []
+
+
+@pytest.mark.db
+@pytest.mark.django_db
+def test_J8_the_admin_survives_unsigned_columns_and_huge_values(admin_client: Any) -> None:
+    from django_picklesessions.backends.db import SessionStore
+    from django_picklesessions.models import Session
+
+    shared: tuple[Any, ...] = (1,)
+    for _ in range(60):
+        shared = (shared, shared)  # 2**60 leaves: any unbounded repr never returns
+    key = "j" * 32
+    entries = {"dag": pickle.dumps(shared, 5), "cart": pickle.dumps(Cart(), 5)}
+    plant("db", key, sign_raw(key, entries))
+    address = SessionStore.address(key)
+    Session.objects.filter(address=address).update(expires_at=2**62)
+    listing = admin_client.get("/admin/django_picklesessions/session/")
+    assert listing.status_code == 200
+    assert b"out of range" in listing.content
+    detail = admin_client.get(f"/admin/django_picklesessions/session/{address}/change/")
+    assert detail.status_code == 200
+    assert b"builtins.tuple" in detail.content
