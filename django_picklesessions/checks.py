@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
@@ -159,16 +159,16 @@ def check_file_path(
             f"{path!r} is relative, so it depends on the server's working directory", dedicated
         )
     temp = os.path.realpath(tempfile.gettempdir())
-    if os.path.commonpath([os.path.realpath(path), temp]) == temp:
+    if os.path.realpath(path) == temp:
         return error(
-            f"{path!r} is in the shared temp directory {temp!r}",
+            f"{path!r} is the shared temp directory",
             "Other users can create or read entries there and temp cleaners delete old "
             f"files. {dedicated}",
         )
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return []  # created on first use, with mode 0700
+        return _check_future_parent(path, error, dedicated)
     except OSError as exc:
         return error(f"{path!r} cannot be inspected ({exc.strerror})", dedicated)
     if stat.S_ISLNK(st.st_mode):
@@ -194,6 +194,31 @@ def check_file_path(
         return error(
             f"{path!r} is open to other users (mode {stat.S_IMODE(st.st_mode):04o})",
             f"Run chmod 700 {path}: other users must not list, read or plant session files.",
+        )
+    return []
+
+
+def _check_future_parent(
+    path: str, error: Callable[[str, str], list[CheckMessage]], dedicated: str
+) -> list[CheckMessage]:
+    """A directory created on first use is only as safe as the nearest one that exists."""
+    parent = os.path.dirname(path)
+    while parent != os.path.dirname(parent) and not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    try:
+        st = os.stat(parent)
+    except OSError as exc:
+        return error(
+            f"{path!r} cannot be created: {parent!r} cannot be inspected ({exc.strerror})",
+            dedicated,
+        )
+    if st.st_mode & 0o022:
+        # Another user could create the directory first (or swap it) and read every session.
+        return error(
+            f"{path!r} does not exist yet, and {parent!r}, where it would be created, is "
+            f"writable by other users (mode {stat.S_IMODE(st.st_mode):04o})",
+            f"Create {path} yourself with mode 0700 beforehand, or choose a parent only this "
+            f"user can write. {dedicated}",
         )
     return []
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import collections
 import datetime
 import decimal
+import errno
 import fractions
+import os
 import pickle
 import struct
 import uuid
@@ -425,3 +427,47 @@ def test_J8_the_admin_survives_unsigned_columns_and_huge_values(admin_client: An
     detail = admin_client.get(f"/admin/django_picklesessions/session/{address}/change/")
     assert detail.status_code == 200
     assert b"builtins.tuple" in detail.content
+
+
+# --- B11: the file engine's root and fan-out directories, checked at run time --------------------
+
+#: What open() with O_DIRECTORY | O_NOFOLLOW says of a symlink (Linux ENOTDIR, others ELOOP).
+NOT_A_DIRECTORY = (errno.ENOTDIR, errno.ELOOP, errno.EMLINK)
+
+
+@pytest.mark.parametrize("where", ["root", "fan-out"])
+@pytest.mark.parametrize("how", ["open-mode", "symlink"])
+def test_J9_a_planted_or_opened_directory_is_refused_at_run_time(
+    where: str, how: str, settings: Any, tmp_path: Any, security_log: Any, audit: AuditGuard
+) -> None:
+    from django_picklesessions.backends.file import SessionStore, UnsafeDirectory
+
+    root = tmp_path / "sessions"
+    settings.PICKLESESSIONS_FILE_PATH = str(root)
+    store = SessionStore()
+    store["n"] = 1
+    store.save()
+    key = store.session_key
+    target = root if where == "root" else root / SessionStore.address(key)[:2]
+    if how == "open-mode":
+        target.chmod(0o777)  # as another user's planted directory would be
+    else:
+        moved = tmp_path / "elsewhere"
+        target.rename(moved)
+        target.symlink_to(moved)
+    session = SessionStore(key)
+    assert session.get("n") is None  # nothing read through it
+    assert ["(directory)" in r.getMessage() for r in security_log()] == [True]
+    session["n"] = 2
+    if where == "root":
+        with pytest.raises(OSError) as raised:
+            session.save()  # nothing is written through it either
+        assert isinstance(raised.value, UnsafeDirectory) or raised.value.errno in NOT_A_DIRECTORY
+        return
+    before = sorted(os.listdir(target))
+    session.save()  # the key was not adopted: the new one's record goes elsewhere
+    assert session.session_key != key
+    assert sorted(os.listdir(target)) == before
+    with pytest.raises(OSError) as raised:
+        SessionStore._open_subdir(SessionStore.address(key), create=True)
+    assert isinstance(raised.value, UnsafeDirectory) or raised.value.errno in NOT_A_DIRECTORY
