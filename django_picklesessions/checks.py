@@ -240,3 +240,101 @@ def check_conflict_policies(
         )
         for problem in merge.check_policies(policies)
     ]
+
+
+# Allowed classes the allow-list accepts but that cannot work, or work against the app.
+_FUNCTION_REDUCED = (
+    (
+        "django.db.models",
+        "Model",
+        "a model instance pickles through django.db.models.base."
+        "model_unpickle, a function the reader never calls (and a forged one would be built with "
+        "any field values, is_superuser included)",
+        "store the primary key and fetch the object",
+    ),
+    (
+        "zoneinfo",
+        "ZoneInfo",
+        "it pickles through ZoneInfo._unpickle, a function, and loading "
+        "it would open a file under the tz database",
+        "store aware datetimes in UTC",
+    ),
+    (
+        "logging",
+        "Logger",
+        "it pickles through logging.getLogger, a function",
+        "store the logger's name",
+    ),
+    (
+        "django.utils.functional",
+        "Promise",
+        "a lazy object pickles through a function",
+        "store str(value)",
+    ),
+)
+_QUESTIONABLE = (
+    (
+        "django.utils.safestring",
+        "SafeData",
+        "a forged one renders as HTML without escaping",
+        "store str(value) and mark it safe where it is rendered",
+    ),
+    (
+        "decimal",
+        "Context",
+        "a forged one carries any precision, rounding and traps",
+        "store the few settings you need as plain values",
+    ),
+    (
+        "pathlib",
+        "PurePath",
+        "a forged one can name any file on the server",
+        "store str(path) and check it where it is used",
+    ),
+)
+
+
+def _subclass_of(cls: type, module: str, name: str) -> bool:
+    try:
+        base = getattr(import_module(module), name)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(base, type) and issubclass(cls, base)
+
+
+@register()
+def check_questionable_classes(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E020/W020: allowed classes that cannot be stored, or that a forgery turns against you."""
+    entries = getattr(settings, PREFIX + "ALLOWED_CLASSES", [])
+    if not isinstance(entries, (list, tuple)):
+        return []  # E002's to report
+    found: list[CheckMessage] = []
+    for entry in entries:
+        try:
+            cls = allowlist.resolve_entry(entry)
+        except allowlist.EntryProblem:
+            continue  # E002 or E003 reports it
+        for module, name, why, instead in _FUNCTION_REDUCED:
+            if _subclass_of(cls, module, name):
+                found.append(
+                    Error(
+                        f"{PREFIX}ALLOWED_CLASSES: {entry!r} cannot be stored: {why}.",
+                        hint=f"Remove it and {instead}.",
+                        id="django_picklesessions.E020",
+                    )
+                )
+                break
+        else:
+            for module, name, why, instead in _QUESTIONABLE:
+                if _subclass_of(cls, module, name):
+                    found.append(
+                        Warning(
+                            f"{PREFIX}ALLOWED_CLASSES: {entry!r} is allowed, but {why}.",
+                            hint=f"Unless you have reviewed that risk, remove it and {instead}.",
+                            id="django_picklesessions.W020",
+                        )
+                    )
+                    break
+    return found

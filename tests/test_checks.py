@@ -284,3 +284,31 @@ def test_e007_good_policies_pass() -> None:
     good = {"cart": "tests.merges.sum_counts", "token": "raise", "theme": "last-writer-wins"}
     with override_settings(PICKLESESSIONS_CONFLICT_POLICIES=good):
         assert ids() == []
+
+
+# --- E020 / W020: allowed classes to question ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("django.contrib.auth.models.User", "primary key"),
+        ("zoneinfo.ZoneInfo", "UTC"),
+        ("logging.Logger", "name"),
+    ],
+)
+def test_e020_allowed_classes_that_cannot_be_stored(settings, entry: str, says: str) -> None:
+    settings.PICKLESESSIONS_ALLOWED_CLASSES = [*settings.PICKLESESSIONS_ALLOWED_CLASSES, entry]
+    assert ids() == ["django_picklesessions.E020"]
+    (message,) = messages("django_picklesessions.E020")
+    assert entry in message and "function" in message and says in message
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["django.utils.safestring.SafeString", "decimal.Context", "pathlib.PurePosixPath"],
+)
+def test_w020_allowed_classes_a_forgery_turns_against_you(settings, entry: str) -> None:
+    settings.PICKLESESSIONS_ALLOWED_CLASSES = [*settings.PICKLESESSIONS_ALLOWED_CLASSES, entry]
+    assert ids() == ["django_picklesessions.W020"]
+    assert entry in messages("django_picklesessions.W020")[0]
