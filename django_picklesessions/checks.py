@@ -294,6 +294,22 @@ _QUESTIONABLE = (
 )
 
 
+_QUESTIONS: tuple[tuple[Any, type[Error] | type[Warning], str, tuple[str, str]], ...] = (
+    (
+        _FUNCTION_REDUCED,
+        Error,
+        "django_picklesessions.E020",
+        ("cannot be stored: {why}", "Remove it and {instead}."),
+    ),
+    (
+        _QUESTIONABLE,
+        Warning,
+        "django_picklesessions.W020",
+        ("is allowed, but {why}", "Unless you have reviewed that risk, remove it and {instead}."),
+    ),
+)
+
+
 def _subclass_of(cls: type, module: str, name: str) -> bool:
     try:
         base = getattr(import_module(module), name)
@@ -316,25 +332,16 @@ def check_questionable_classes(
             cls = allowlist.resolve_entry(entry)
         except allowlist.EntryProblem:
             continue  # E002 or E003 reports it
-        for module, name, why, instead in _FUNCTION_REDUCED:
-            if _subclass_of(cls, module, name):
+        for table, level, check_id, text in _QUESTIONS:
+            hit = next((row for row in table if _subclass_of(cls, row[0], row[1])), None)
+            if hit is not None:
+                message, hint = text
                 found.append(
-                    Error(
-                        f"{PREFIX}ALLOWED_CLASSES: {entry!r} cannot be stored: {why}.",
-                        hint=f"Remove it and {instead}.",
-                        id="django_picklesessions.E020",
+                    level(
+                        f"{PREFIX}ALLOWED_CLASSES: {entry!r} {message.format(why=hit[2])}.",
+                        hint=hint.format(instead=hit[3]),
+                        id=check_id,
                     )
                 )
                 break
-        else:
-            for module, name, why, instead in _QUESTIONABLE:
-                if _subclass_of(cls, module, name):
-                    found.append(
-                        Warning(
-                            f"{PREFIX}ALLOWED_CLASSES: {entry!r} is allowed, but {why}.",
-                            hint=f"Unless you have reviewed that risk, remove it and {instead}.",
-                            id="django_picklesessions.W020",
-                        )
-                    )
-                    break
     return found

@@ -288,16 +288,22 @@ def _new_ordered_dict(cls: type, *args: Any) -> Any:
     return cls()
 
 
-def _new_datetime(cls: type, *args: Any) -> Any:
-    value = cls(*args)
-    try:
-        # From its pickled state the C type does not validate (and some invalid states crash
-        # CPython: ctime() on year 0); date() and time() go through validating constructors.
-        _DATE_OF(value)
-        _TIME_OF(value)
-    except ValueError:
-        raise _bad("invalid datetime.datetime state") from None
-    return value
+def _datetime_builder(cls: type) -> Callable[..., Any]:
+    """Return the datetime stand-in's ``__new__``, inlined: sessions hold many datetimes."""
+    date_of, time_of = datetime.datetime.date, datetime.datetime.time
+
+    def build_datetime(_: type, *args: Any) -> Any:
+        value = cls(*args)
+        try:
+            # From its pickled state the C type does not validate (and some invalid states
+            # crash CPython: ctime() on year 0); date() and time() validate.
+            date_of(value)
+            time_of(value)
+        except ValueError:
+            raise _bad("invalid datetime.datetime state") from None
+        return value
+
+    return build_datetime
 
 
 def _new_validated(cls: type, *args: Any) -> Any:
@@ -309,15 +315,11 @@ def _new_validated(cls: type, *args: Any) -> Any:
     return value
 
 
-_DATE_OF = datetime.datetime.date
-_TIME_OF = datetime.datetime.time
-
-
 _SHAPED: dict[type, Any] = {
     fractions.Fraction: _new_fraction,
     collections.OrderedDict: _new_ordered_dict,
     datetime.date: _new_validated,
-    datetime.datetime: _new_datetime,
+    datetime.datetime: _datetime_builder,
     datetime.time: _new_validated,
 }
 
@@ -344,20 +346,8 @@ def _stand_in(cls: type, newobj: bool, shapes: bool = True) -> type | None:
 
 def _builder(cls: type, shaped: Callable[..., Any] | None, newobj: bool) -> Callable[..., Any]:
     """Return the stand-in's ``__new__``: it receives the stand-in, then the arguments."""
-    if shaped is _new_datetime:
-        # Inlined: a session holds many datetimes, and each call level costs.
-        date_of, time_of = _DATE_OF, _TIME_OF
-
-        def build_datetime(_: type, *args: Any) -> Any:
-            value = cls(*args)
-            try:
-                date_of(value)
-                time_of(value)
-            except ValueError:
-                raise _bad("invalid datetime.datetime state") from None
-            return value
-
-        return build_datetime
+    if shaped is _datetime_builder:
+        return _datetime_builder(cls)  # type: ignore[no-any-return]
     if shaped is not None:
         return functools.partial(_drop_first, shaped, cls)
     if (
