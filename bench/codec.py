@@ -21,7 +21,7 @@ import django
 from django.conf import settings
 from django.contrib.sessions.backends.signed_cookies import SessionStore as StockStore
 
-from bench import payloads
+from bench import payloads, unpickling
 from django_picklesessions.backends.locmem import SessionStore
 
 # Deterministic, bench-only secret: 60 characters that pass Django's W009 rules.
@@ -254,6 +254,7 @@ def main() -> None:
     started = time.perf_counter()
     results = {name: report_payload(name, store, stock, floor_key) for name in payloads.PAYLOADS}
     auth_share = report_auth_only(store)
+    unpickling.report()
     if store.session_key != SESSION_KEY:
         print(f"   warning: the store's session key changed to {store.session_key!r}")
 

@@ -44,7 +44,12 @@ def describe(address: str, data: bytes) -> tuple[record.Record | None, list[tupl
     for key, pickled in verified.entries.items():
         try:
             value = unpickler.loads(pickled)
-            shown = f"{type(value).__module__}.{type(value).__qualname__}: {value!r}"
+            # A bounded repr: a loaded value may share references exponentially, and a
+            # class's own __repr__ may recurse through all of them.
+            shown = (
+                f"{type(value).__module__}.{type(value).__qualname__}: "
+                f"{unpickler.bounded_repr(value)}"
+            )
         except ValueRejected as exc:
             shown = f"not loadable ({exc})"
         if len(shown) > _REPR_LIMIT:
@@ -78,8 +83,12 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return obj.address[:16] + "…"
 
     @admin.display(description=_("expires"), ordering="expires_at")
-    def expires(self, obj: Session) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(obj.expires_at, tz=datetime.timezone.utc)
+    def expires(self, obj: Session) -> datetime.datetime | str:
+        # The column is unsigned: anyone with storage write can put any integer there.
+        try:
+            return datetime.datetime.fromtimestamp(obj.expires_at, tz=datetime.timezone.utc)
+        except (OverflowError, ValueError, OSError):
+            return f"{obj.expires_at} (out of range)"
 
     @admin.display(description=_("size (bytes)"))
     def size(self, obj: Any) -> int:

@@ -161,6 +161,8 @@ class AllowList:
     classes: frozenset[type]
     #: Allowed classes whose reduction is pickle's default (cannot reduce to a bare name).
     default_reduce: frozenset[type]
+    #: Allowed classes our writer builds with NEWOBJ (pickle's default reduction), not REDUCE.
+    new_object: frozenset[type] = frozenset()
 
 
 class EntryProblem(Exception):
@@ -304,6 +306,7 @@ def get_allow_list() -> AllowList:
         default_reduce=frozenset(
             cls for cls in classes if cls in defaults or _uses_default_reduce(cls)
         ),
+        new_object=frozenset(cls for cls in classes if _uses_default_reduce(cls)),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
@@ -174,16 +174,16 @@ def check_file_path(
             f"{path!r} is relative, so it depends on the server's working directory", dedicated
         )
     temp = os.path.realpath(tempfile.gettempdir())
-    if os.path.commonpath([os.path.realpath(path), temp]) == temp:
+    if os.path.realpath(path) == temp:
         return error(
-            f"{path!r} is in the shared temp directory {temp!r}",
+            f"{path!r} is the shared temp directory",
             "Other users can create or read entries there and temp cleaners delete old "
             f"files. {dedicated}",
         )
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return []  # created on first use, with mode 0700
+        return _check_future_parent(path, error, dedicated)
     except OSError as exc:
         return error(f"{path!r} cannot be inspected ({exc.strerror})", dedicated)
     if stat.S_ISLNK(st.st_mode):
@@ -209,6 +209,31 @@ def check_file_path(
         return error(
             f"{path!r} is open to other users (mode {stat.S_IMODE(st.st_mode):04o})",
             f"Run chmod 700 {path}: other users must not list, read or plant session files.",
+        )
+    return []
+
+
+def _check_future_parent(
+    path: str, error: Callable[[str, str], list[CheckMessage]], dedicated: str
+) -> list[CheckMessage]:
+    """A directory created on first use is only as safe as the nearest one that exists."""
+    parent = os.path.dirname(path)
+    while parent != os.path.dirname(parent) and not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    try:
+        st = os.stat(parent)
+    except OSError as exc:
+        return error(
+            f"{path!r} cannot be created: {parent!r} cannot be inspected ({exc.strerror})",
+            dedicated,
+        )
+    if st.st_mode & 0o022:
+        # Another user could create the directory first (or swap it) and read every session.
+        return error(
+            f"{path!r} does not exist yet, and {parent!r}, where it would be created, is "
+            f"writable by other users (mode {stat.S_IMODE(st.st_mode):04o})",
+            f"Create {path} yourself with mode 0700 beforehand, or choose a parent only this "
+            f"user can write. {dedicated}",
         )
     return []
 
@@ -427,3 +452,108 @@ def check_cached_db_cache(
             )
         ]
     return []
+
+
+# Allowed classes the allow-list accepts but that cannot work, or work against the app.
+_FUNCTION_REDUCED = (
+    (
+        "django.db.models",
+        "Model",
+        "a model instance pickles through django.db.models.base."
+        "model_unpickle, a function the reader never calls (and a forged one would be built with "
+        "any field values, is_superuser included)",
+        "store the primary key and fetch the object",
+    ),
+    (
+        "zoneinfo",
+        "ZoneInfo",
+        "it pickles through ZoneInfo._unpickle, a function, and loading "
+        "it would open a file under the tz database",
+        "store aware datetimes in UTC",
+    ),
+    (
+        "logging",
+        "Logger",
+        "it pickles through logging.getLogger, a function",
+        "store the logger's name",
+    ),
+    (
+        "django.utils.functional",
+        "Promise",
+        "a lazy object pickles through a function",
+        "store str(value)",
+    ),
+)
+_QUESTIONABLE = (
+    (
+        "django.utils.safestring",
+        "SafeData",
+        "a forged one renders as HTML without escaping",
+        "store str(value) and mark it safe where it is rendered",
+    ),
+    (
+        "decimal",
+        "Context",
+        "a forged one carries any precision, rounding and traps",
+        "store the few settings you need as plain values",
+    ),
+    (
+        "pathlib",
+        "PurePath",
+        "a forged one can name any file on the server",
+        "store str(path) and check it where it is used",
+    ),
+)
+
+
+_QUESTIONS: tuple[tuple[Any, type[Error] | type[Warning], str, tuple[str, str]], ...] = (
+    (
+        _FUNCTION_REDUCED,
+        Error,
+        "django_picklesessions.E020",
+        ("cannot be stored: {why}", "Remove it and {instead}."),
+    ),
+    (
+        _QUESTIONABLE,
+        Warning,
+        "django_picklesessions.W020",
+        ("is allowed, but {why}", "Unless you have reviewed that risk, remove it and {instead}."),
+    ),
+)
+
+
+def _subclass_of(cls: type, module: str, name: str) -> bool:
+    try:
+        base = getattr(import_module(module), name)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(base, type) and issubclass(cls, base)
+
+
+@register()
+def check_questionable_classes(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E020/W020: allowed classes that cannot be stored, or that a forgery turns against you."""
+    entries = getattr(settings, PREFIX + "ALLOWED_CLASSES", [])
+    if not isinstance(entries, (list, tuple)):
+        return []  # E002's to report
+    found: list[CheckMessage] = []
+    for entry in entries:
+        try:
+            cls = allowlist.resolve_entry(entry)
+        except allowlist.EntryProblem:
+            continue  # E002 or E003 reports it
+        for table, level, check_id, text in _QUESTIONS:
+            hit = next((row for row in table if _subclass_of(cls, row[0], row[1])), None)
+            if hit is not None:
+                message, hint = text
+                found.append(
+                    level(
+                        f"{PREFIX}ALLOWED_CLASSES: {entry!r} {message.format(why=hit[2])}.",
+                        hint=hint.format(instead=hit[3]),
+                        id=check_id,
+                    )
+                )
+                break
+    return found

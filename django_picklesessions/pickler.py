@@ -8,11 +8,15 @@ then silently dropped on the next request.
 
 from __future__ import annotations
 
+import copyreg
 import io
 import pickle
+import sys
 import threading
+import types
 from typing import Any
 
+from django_picklesessions import allowlist
 from django_picklesessions.allowlist import AllowList, get_allow_list
 
 PROTOCOL = 5
@@ -42,18 +46,92 @@ class _CheckingPickler(pickle.Pickler):
         if isinstance(obj, type):
             if obj in self._allow.classes:
                 return NotImplemented  # written as a global the reader will find
+            target = getattr(type(obj), "target", None)
+            if isinstance(target, type) and type(obj).__name__ == "_StandInMeta":
+                raise _Refused(
+                    target,
+                    "the value holds that class itself inside a container, which the reader "
+                    "gives back as a stand-in; store the class's dotted path as a str instead",
+                )
             raise _Refused(obj, "it is a class that is not in PICKLESESSIONS_ALLOWED_CLASSES")
         if cls in self._allow.classes:
             # A custom __reduce__ may return a bare global name, which the reader refuses.
             reduced = obj.__reduce_ex__(PROTOCOL)
             if isinstance(reduced, str):
                 raise _Refused(cls, "its __reduce__ returns a global name, not a constructor call")
+            if (
+                isinstance(reduced, tuple)
+                and reduced
+                and not isinstance(reduced[0], type)
+                and reduced[0] not in _NEW_OBJECT
+            ):
+                raise _Refused(
+                    cls,
+                    f"its __reduce__ rebuilds it through {_callable_name(reduced[0])}, a "
+                    "function, which the reader never calls",
+                )
             return reduced
         raise _Refused(cls, "it is not in PICKLESESSIONS_ALLOWED_CLASSES")
 
 
+# What pickle's own reduction names as its callable; the pickler writes NEWOBJ for them.
+_NEW_OBJECT = (copyreg.__newobj__, copyreg.__newobj_ex__)  # type: ignore[attr-defined]
+
+
 def _name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _callable_name(func: object) -> str:
+    module = getattr(func, "__module__", None) or type(func).__module__
+    return f"{module}.{getattr(func, '__qualname__', type(func).__qualname__)}"
+
+
+def _is_subclass(cls: type, module: str, name: str) -> bool:
+    """issubclass(cls, module.name), without importing a module nobody imported yet."""
+    loaded = sys.modules.get(module)
+    base = getattr(loaded, name, None) if loaded is not None else None
+    return isinstance(base, type) and issubclass(cls, base)
+
+
+def advice(cls: type) -> str:
+    """Say what to store instead of an instance of ``cls``: only what can work.
+
+    Adding the class to ``PICKLESESSIONS_ALLOWED_CLASSES`` is suggested only for a class that
+    the allow-list accepts and that the reader can build; for the rest, the usual alternative.
+    """
+    if issubclass(cls, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)) or (
+        cls.__module__ == "builtins" and cls.__name__ in ("function", "method", "code")
+    ):
+        return (
+            "Functions and methods cannot be stored: store the data they work on, or the "
+            "function's dotted path as a str (django.utils.module_loading.import_string)."
+        )
+    if cls is memoryview:
+        return "Store bytes(value)."
+    if cls is types.ModuleType:
+        return "Store the module's name as a str."
+    if _is_subclass(cls, "zoneinfo", "ZoneInfo") or cls.__name__ == "ZoneInfo":
+        return (
+            "Store aware datetimes in UTC (value.astimezone(datetime.timezone.utc)) and "
+            "convert them with django.utils.timezone.localtime() when reading."
+        )
+    if _is_subclass(cls, "django.utils.functional", "Promise") or "__proxy__" in cls.__qualname__:
+        return "Store str(value): a lazy translation string is code, not data."
+    if _is_subclass(cls, "django.db.models", "Model"):
+        return "Store the instance's primary key (obj.pk) and fetch the object when reading."
+    if _is_subclass(cls, "django.utils.safestring", "SafeData"):
+        return "Store str(value) and mark it safe again where it is rendered, if it is."
+    if _is_subclass(cls, "pathlib", "PurePath"):
+        return "Store str(path)."
+    if _is_subclass(cls, "logging", "Logger") or _is_subclass(cls, "decimal", "Context"):
+        return "Store its name or settings as plain values and rebuild it when reading."
+    if allowlist.never_allowed(cls.__module__, cls.__qualname__) or "<locals>" in cls.__qualname__:
+        return "It can never be allowed: store plain values (str, int, dict, list) instead."
+    return (
+        f"Add '{_name(cls)}' to PICKLESESSIONS_ALLOWED_CLASSES if it is a plain data class "
+        "built by its constructor, or store plain values instead."
+    )
 
 
 class Writer:
@@ -78,8 +156,7 @@ class Writer:
             name = _name(exc.cls)
             raise TypeError(
                 f"Session key {key!r} cannot be stored: it holds a {name}, and {exc.why}. "
-                f"Add '{name}' to PICKLESESSIONS_ALLOWED_CLASSES if it is a plain data class, "
-                "or store plain values instead."
+                f"{advice(exc.cls)}"
             ) from None
         except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
             raise TypeError(

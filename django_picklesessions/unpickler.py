@@ -27,12 +27,22 @@ bounds below; ``docs/settings.md`` lists what each mode guarantees.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import copyreg
+import datetime
 import decimal
+import fractions
+import functools
 import io
 import pickle
 import pickletools
+import re
+import reprlib
 import struct
+import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from django_picklesessions.allowlist import AllowList, get_allow_list, never_allowed
@@ -96,6 +106,9 @@ MAX_STRICT_OPCODES = 200_000
 MAX_STRICT_DEPTH = 100
 #: Containers and objects created.
 MAX_STRICT_OBJECTS = 100_000
+#: Objects reached by walking a value, shared references counted each time: what hashing,
+#: ``==``, ``copy`` and ``repr`` visit.
+MAX_STRICT_EXPANDED = 1_000_000
 #: Memo entries (``MEMOIZE``); the memo opcodes with explicit indexes are refused outright.
 MAX_STRICT_MEMO = 100_000
 #: Bytes of one ``LONG4`` integer: 8,192 bits, which ``str()`` can still print.
@@ -130,12 +143,33 @@ class _Refusal(pickle.UnpicklingError):
         self.limit = limit
 
 
+_STREAM_ERRORS = ("unsupported pickle protocol", "unregistered extension code")
+
+
 class _NotAllowed(pickle.UnpicklingError):
     """A global outside the allow-list; suspicious unless it looks like a removed class."""
 
     def __init__(self, module: str, name: str) -> None:
         super().__init__(f"global '{_clip(module)}.{_clip(name)}' is not allowed")
-        self.suspicious = not _plain_class_name(module, name) or never_allowed(module, name)
+        self.suspicious = (
+            not _plain_class_name(module, name)
+            or never_allowed(module, name)
+            or _names_a_loaded_non_class(module, name)
+        )
+
+
+def _names_a_loaded_non_class(module: str, name: str) -> bool:
+    """Return True if ``module.name`` is, in this process, something other than a class.
+
+    Our writer writes classes only, so a function (``import_string``) or any other object is
+    a forgery; a name that does not resolve may be a class a deploy removed or moved. Only
+    modules already imported are consulted, through their dict: nothing is imported or run.
+    """
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        return False
+    found = loaded.__dict__.get(name)
+    return found is not None and not isinstance(found, type)
 
 
 def _plain_class_name(module: str, name: str) -> bool:
@@ -144,36 +178,335 @@ def _plain_class_name(module: str, name: str) -> bool:
     return all(part.isidentifier() and "__" not in part for part in parts)
 
 
-def _clip(text: str, limit: int = 100) -> str:
+def clip(text: str, limit: int = 100) -> str:
     """Shorten and escape attacker-chosen text before it reaches a log line."""
     clipped = text[:limit] + ("…" if len(text) > limit else "")
     return clipped if clipped.isprintable() else repr(clipped)[1:-1]
 
 
+_clip = clip
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` that stops early: loaded values may share references exponentially."""
+
+    def repr_instance(self, obj: Any, level: int) -> str:
+        # Never call a loaded object's own __repr__ (a dataclass's recurses without bound);
+        # the few value types whose repr is short and flat are shown as themselves.
+        cls = type(obj)
+        if cls in _FLAT_REPR or cls.__dict__.get("_flat_repr") is True:
+            with contextlib.suppress(Exception):
+                return clip(repr(obj), self.maxother)
+        return f"<{clip(cls.__module__)}.{clip(cls.__qualname__)} object>"
+
+
+_FLAT_REPR: frozenset[type] = frozenset(
+    (decimal.Decimal, datetime.date, datetime.datetime, datetime.time, datetime.timedelta)
+)
+_repr = _BoundedRepr()
+_repr.maxlevel = 3
+_repr.maxother = 60
+
+
+def bounded_repr(value: Any) -> str:
+    """Return a short repr of a loaded value, in time bounded whatever it holds."""
+    return clip(_repr.repr(value), 300)
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """C unpickler whose globals come from the allow-list dictionary and nowhere else."""
 
-    # Set on the subclass made for each allow-list: a class attribute, so that creating an
-    # unpickler per value costs no Python-level __init__.
+    # Set on the subclass made for each allow-list: class attributes, so that creating an
+    # unpickler per value costs no Python-level __init__. ``allowed`` maps names to the
+    # classes (what strict mode checks); ``loaders`` to what the C unpickler is handed.
     allowed: dict[tuple[str, str], type] = {}
+    loaders: dict[tuple[str, str], type] = {}
+
+    #: The stand-ins this load handed out (set per load by ``loads``).
+    fetched: list[type]
 
     def find_class(self, module: str, name: str) -> type:
         try:
-            return self.allowed[module, name]
+            found = self.loaders[module, name]
         except (KeyError, TypeError):
             raise _NotAllowed(str(module), str(name)) from None
+        if type(found) is _StandInMeta:
+            self.fetched.append(found)
+        return found
 
 
-_unpickler_cache: tuple[AllowList, type[_RestrictedUnpickler]] | None = None
+# --- Stand-ins: what the C unpickler gets instead of some allowed classes ------------------
+#
+# BUILD applied to a class object sets attributes on the class itself, for the whole process
+# (``Fraction._numerator = 5`` breaks every Fraction). The C unpickler applies BUILD to
+# whatever is on its stack, and only a stack simulation could tell it a class from an
+# instance. Instead, a class that BUILD could change (a mutable type) never reaches the stack:
+# ``find_class`` hands out a stand-in, a class of the metaclass below, whose construction
+# builds the real class's instance exactly as REDUCE or NEWOBJ would, and which refuses
+# BUILD and attribute changes. The same stand-ins re-validate the values whose C constructor
+# skips validation when given its pickled state (a ``date`` of year 0, an hour of 200), and
+# accept only the argument shapes our writer emits where other shapes cost unbounded time.
+
+#: ``Py_TPFLAGS_IMMUTABLETYPE``: a type whose attributes cannot be set (CPython >= 3.10).
+_IMMUTABLE_TYPE = 1 << 8
+
+
+class _StandInMeta(type):
+    """Metaclass of the stand-ins: BUILD on one, or setting its attributes, is refused."""
+
+    target: type
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise _bad("BUILD on a class object")
+
+    def __delattr__(cls, name: str) -> None:
+        raise _bad("BUILD on a class object")
+
+    def __setstate__(cls, state: Any) -> None:
+        # BUILD looks __setstate__ up on its target first: on a stand-in it finds this.
+        raise _bad("BUILD on a class object")
+
+
+_FRACTION_TEXT = re.compile(r"-?[0-9]{1,4300}(?:/[0-9]{1,4300})?")
+
+
+def _new_fraction(cls: type, *args: Any) -> Any:
+    # Our writer emits (numerator, denominator), or str(fraction) on older Pythons; any
+    # other form (a float, "1e100000000") is refused before Fraction parses it.
+    if len(args) == 2 and type(args[0]) is int and type(args[1]) is int and args[1] > 0:
+        return cls(*args)
+    if len(args) == 1 and type(args[0]) is str and _FRACTION_TEXT.fullmatch(args[0]):
+        return cls(*args)
+    raise _bad("fractions.Fraction is only built from two integers or its str()")
+
+
+def _new_ordered_dict(cls: type, *args: Any) -> Any:
+    # Our writer emits OrderedDict() then SETITEMS, which strict mode bounds; pairs passed
+    # to the constructor would escape those bounds.
+    if args:
+        raise _bad("collections.OrderedDict is only built empty")
+    return cls()
+
+
+def _datetime_builder(cls: type) -> Callable[..., Any]:
+    """Return the datetime stand-in's ``__new__``, inlined: sessions hold many datetimes."""
+    date_of, time_of = datetime.datetime.date, datetime.datetime.time
+
+    def build_datetime(_: type, *args: Any) -> Any:
+        value = cls(*args)
+        try:
+            # From its pickled state the C type does not validate (and some invalid states
+            # crash CPython: ctime() on year 0); date() and time() validate.
+            date_of(value)
+            time_of(value)
+        except ValueError:
+            raise _bad("invalid datetime.datetime state") from None
+        return value
+
+    return build_datetime
+
+
+def _new_validated(cls: type, *args: Any) -> Any:
+    value = cls(*args)
+    try:
+        value.replace()  # through the validating constructor, as for datetime above
+    except ValueError:
+        raise _bad(f"invalid {cls.__module__}.{cls.__qualname__} state") from None
+    return value
+
+
+_SHAPED: dict[type, Any] = {
+    fractions.Fraction: _new_fraction,
+    collections.OrderedDict: _new_ordered_dict,
+    datetime.date: _new_validated,
+    datetime.datetime: _datetime_builder,
+    datetime.time: _new_validated,
+}
+
+
+def _stand_in(cls: type, newobj: bool, shapes: bool = True) -> type | None:
+    """Return what ``find_class`` hands out for ``cls``, or None when ``cls`` itself is safe.
+
+    ``newobj``: our writer builds ``cls`` with NEWOBJ (``cls.__new__(cls, *args)``, no
+    ``__init__``) rather than REDUCE (``cls(*args)``); the stand-in does the same for both
+    opcodes, and so never calls anything but that class.
+    """
+    shaped = _SHAPED.get(cls) if shapes else None
+    if shaped is None and cls.__flags__ & _IMMUTABLE_TYPE:
+        return None
+    namespace = {
+        "__new__": _builder(cls, shaped, newobj),
+        "__slots__": (),
+        "__qualname__": cls.__qualname__,
+    }
+    stand_in = _StandInMeta(cls.__name__, (), namespace)
+    type.__setattr__(stand_in, "target", cls)
+    return stand_in
+
+
+def _builder(cls: type, shaped: Callable[..., Any] | None, newobj: bool) -> Callable[..., Any]:
+    """Return the stand-in's ``__new__``: it receives the stand-in, then the arguments."""
+    if shaped is _datetime_builder:
+        return _datetime_builder(cls)  # type: ignore[no-any-return]
+    if shaped is not None:
+        return functools.partial(_drop_first, shaped, cls)
+    if (
+        newobj
+        and cls.__new__ is object.__new__  # type: ignore[comparison-overlap]
+        and type.__getattribute__(cls, "__init__") is not object.__init__
+    ):
+        # C speed: object.__new__(cls, stand_in, *args) builds a bare cls, ignoring extra
+        # arguments as it does for every class with its own __init__ (what NEWOBJ does).
+        return functools.partial(object.__new__, cls)
+    if newobj:
+
+        def build_bare(_: type, *args: Any, **kwargs: Any) -> Any:
+            return cls.__new__(cls, *args, **kwargs)
+
+        return build_bare
+
+    def build(_: type, *args: Any, **kwargs: Any) -> Any:
+        return cls(*args, **kwargs)
+
+    return build
+
+
+def _drop_first(shaped: Callable[..., Any], cls: type, _: type, *args: Any) -> Any:
+    return shaped(cls, *args)
+
+
+# One unpickler class, with its own stand-ins, per thread: a stand-in's references then
+# change only with this thread's own load, which is what ``_holds_stand_ins`` counts.
+_local = threading.local()
 
 
 def _unpickler_class(allow: AllowList) -> type[_RestrictedUnpickler]:
-    global _unpickler_cache
-    cached = _unpickler_cache
+    cached: tuple[AllowList, type[_RestrictedUnpickler]] | None = _local.__dict__.get("cache")
     if cached is None or cached[0] is not allow:
-        cls = type("RestrictedUnpickler", (_RestrictedUnpickler,), {"allowed": allow.by_name})
-        cached = _unpickler_cache = (allow, cls)
+        cached = _local.cache = (allow, build_unpickler_class(allow.by_name, allow.new_object))
     return cached[1]
+
+
+def build_unpickler_class(
+    allowed: dict[tuple[str, str], type],
+    new_object: frozenset[type],
+    stand_ins: bool = True,
+    shapes: bool = True,
+) -> type[_RestrictedUnpickler]:
+    """Return an unpickler class for ``allowed``.
+
+    Turning ``stand_ins`` (item B6) or ``shapes`` (B8 and the argument shapes) off is for
+    the benchmark alone, which times what each guard costs.
+    """
+    loaders: dict[tuple[str, str], type] = {}
+    for name, cls in allowed.items():
+        found = _stand_in(cls, cls in new_object, shapes) if stand_ins else None
+        loaders[name] = found or cls
+    namespace = {"allowed": allowed, "loaders": loaders}
+    subclass = type("RestrictedUnpickler", (_RestrictedUnpickler,), namespace)
+    for name in [name for name, found in loaders.items() if type(found) is _StandInMeta]:
+        _calibrate(subclass, name)
+    return subclass
+
+
+def _excess(stand_in: type, fetched: list[type]) -> int:
+    return sys.getrefcount(stand_in) - fetched.count(stand_in)
+
+
+def _holds_stand_ins(fetched: list[type]) -> bool:
+    """Return True if something besides ``fetched`` still refers to a stand-in it lists.
+
+    Once the unpickler is gone, a stand-in is referred to by the loaders' table and by
+    ``fetched`` only, unless the value holds it (a class stored as a value) or another
+    thread's load is using it (then the walk that follows finds nothing, at some cost).
+    """
+    # A loop, not any(): the same references as in _calibrate, which sets the baseline.
+    for stand_in in set(fetched):  # noqa: SIM110
+        if _excess(stand_in, fetched) > stand_in.at_rest:  # type: ignore[attr-defined]
+            return True
+    return False
+
+
+def _calibrate(subclass: type[_RestrictedUnpickler], name: tuple[str, str]) -> None:
+    """Count a stand-in's references at rest, through the very path ``loads`` checks them."""
+    stand_in = subclass.loaders[name]
+    type.__setattr__(stand_in, "at_rest", 1 << 30)
+    del stand_in
+    # The stand-in fetched, then popped: the value (None) holds nothing.
+    stream = b"\x80\x05" + _text(name[0]) + _text(name[1]) + b"\x930N."
+    reader = subclass(io.BytesIO(stream), fix_imports=False)
+    fetched: list[type] = []
+    reader.fetched = fetched
+    reader.load()
+    del reader
+    for fetched_stand_in in set(fetched):
+        # Computed first: an argument already pushed for the call would count as a reference.
+        excess = _excess(fetched_stand_in, fetched)
+        type.__setattr__(fetched_stand_in, "at_rest", excess)
+
+
+def _text(value: str) -> bytes:
+    raw = value.encode("utf-8", "surrogatepass")
+    return b"X" + len(raw).to_bytes(4, "little") + raw
+
+
+def _with_classes(value: Any, seen: dict[int, Any]) -> Any:
+    """Return ``value`` with every stand-in inside it replaced by its class.
+
+    Only runs for a value that holds a class object (rare: our writer stores classes as
+    globals); containers are changed in place, tuples and frozensets rebuilt once each.
+    """
+    kind = type(value)
+    if kind is _StandInMeta:
+        return value.target
+    if kind in _ATOMS:
+        return value
+    known = seen.get(id(value), _NOT_SIMPLE)
+    if known is not _NOT_SIMPLE:
+        return known
+    seen[id(value)] = value
+    if kind is list:
+        value[:] = [_with_classes(item, seen) for item in value]
+    elif kind is dict or kind is collections.OrderedDict:
+        pairs = [(_with_classes(k, seen), _with_classes(v, seen)) for k, v in value.items()]
+        value.clear()
+        value.update(pairs)
+    elif kind is set:
+        items = [_with_classes(item, seen) for item in value]
+        value.clear()
+        value.update(items)
+    elif kind is tuple or kind is frozenset:
+        rebuilt = kind(_with_classes(item, seen) for item in value)
+        seen[id(value)] = rebuilt
+        return rebuilt
+    else:
+        # Instance state through the class's own dict and slot descriptors: names come from
+        # the class, never from the stream.
+        try:
+            state = value.__dict__
+        except AttributeError:
+            state = None
+        if type(state) is dict:
+            for key, item in list(state.items()):
+                state[key] = _with_classes(item, seen)
+        for klass in kind.__mro__:
+            slots = klass.__dict__.get("__slots__", ())
+            for slot in (slots,) if isinstance(slots, str) else slots:
+                descriptor = klass.__dict__.get(slot)
+                if slot in ("__dict__", "__weakref__") or descriptor is None:
+                    continue
+                try:
+                    item = descriptor.__get__(value, kind)
+                except AttributeError:
+                    continue  # an unset slot
+                if type(item) not in _ATOMS:
+                    descriptor.__set__(value, _with_classes(item, seen))
+    return value
+
+
+_ATOMS: frozenset[type] = frozenset(
+    (str, bytes, bytearray, int, float, bool, type(None), decimal.Decimal, *_SHAPED)
+)
 
 
 # --- Strict mode: a simulation of the stream -------------------------------------------
@@ -197,11 +530,13 @@ _NUMERIC: frozenset[type] = frozenset((int, float, bool, type(None)))
 class _Node:
     """A container or object of the simulated stack; scalars are pushed as plain values."""
 
-    __slots__ = ("kind", "depth", "inside", "items", "hashes", "opaque", "cls")
+    __slots__ = ("kind", "depth", "size", "inside", "items", "hashes", "opaque", "cls")
 
     def __init__(self, kind: int, depth: int = 1, items: list[Any] | None = None) -> None:
         self.kind = kind
         self.depth = depth
+        #: Objects reached when walking it, shared references counted each time they occur.
+        self.size = 1
         #: Placed in another container or object: from then on it must not change.
         self.inside = False
         self.items = items
@@ -234,6 +569,11 @@ def _place(parent: _Node, child: Any) -> None:
         if child is parent:
             raise _bad("reference cycle")
         child.inside = True
+        # Hashing, comparing, copying or printing the value walks every reference: a DAG
+        # of memo references ((t, t) at each level) is small to store and huge to walk.
+        parent.size += child.size
+        if parent.size > MAX_STRICT_EXPANDED:
+            raise _over("expanded size")
         depth = child.depth + 1
         if depth > parent.depth:
             if depth > MAX_STRICT_DEPTH:
@@ -651,9 +991,14 @@ def loads(data: bytes) -> Any:
             validate_opcodes(data, unpickler.allowed)
         stream = io.BytesIO(data)
         # fix_imports=False: no Python 2 name remapping, names are taken as written.
-        value = unpickler(stream, fix_imports=False).load()
+        reader = unpickler(stream, fix_imports=False)
+        fetched = reader.fetched = []
+        value = reader.load()
+        del reader  # and with it the memo and stack, which refer to the stand-ins
         if stream.tell() != len(data):  # the C unpickler ignores what follows STOP
             raise _bad("bytes after STOP")
+        if fetched and _holds_stand_ins(fetched):
+            value = _with_classes(value, {})
         return value
     except _NotAllowed as exc:
         raise (SuspiciousValue if exc.suspicious else ValueRejected)(str(exc)) from exc
@@ -663,8 +1008,14 @@ def loads(data: bytes) -> Any:
         raise SuspiciousValue("nesting too deep") from exc
     except MemoryError as exc:
         raise SuspiciousValue("out of memory") from exc
-    except (pickle.UnpicklingError, EOFError) as exc:
+    except (pickle.UnpicklingError, EOFError, UnicodeDecodeError) as exc:
+        # The stream itself is malformed (names and text our writer encodes are UTF-8).
         raise SuspiciousValue(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc
+    except ValueError as exc:
+        # What the C unpickler says of opcodes our writer never emits (EXT*, PROTO > 5),
+        # as distinct from an allowed constructor's own ValueError on bad state.
+        kind = SuspiciousValue if str(exc).startswith(_STREAM_ERRORS) else ValueRejected
+        raise kind(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc
     except Exception as exc:
         # Any constructor of an allowed class may raise anything; it is still just bad data.
         raise ValueRejected(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc

@@ -197,12 +197,37 @@ def test_e006_relative_path() -> None:
         assert "is relative" in messages("django_picklesessions.E006")[0]
 
 
-@pytest.mark.parametrize("where", ["itself", "inside"])
-def test_e006_path_in_temp_dir(where: str) -> None:
-    temp = tempfile.gettempdir()
-    with file_engine(temp if where == "itself" else os.path.join(temp, "myapp-sessions")):
+def test_e006_the_temp_directory_itself() -> None:
+    with file_engine(tempfile.gettempdir()):
         assert ids() == ["django_picklesessions.E006"]
         assert "shared temp directory" in messages("django_picklesessions.E006")[0]
+
+
+def test_e006_a_path_still_to_be_created_in_the_temp_directory() -> None:
+    # Another local user could create it first: what matters is who can write the parent.
+    with file_engine(os.path.join(tempfile.gettempdir(), "myapp-sessions-e006")):
+        assert ids() == ["django_picklesessions.E006"]
+        assert "writable by other users" in messages("django_picklesessions.E006")[0]
+
+
+def test_e006_our_0700_directory_below_the_temp_directory_passes(tmp_path: Path) -> None:
+    # pytest's tmp_path is under /tmp: a project checked out there is not refused for it.
+    assert os.path.realpath(tmp_path).startswith(os.path.realpath(tempfile.gettempdir()))
+    sessions = tmp_path / "sessions"
+    with file_engine(str(sessions)):
+        assert ids() == []  # its parent is ours and closed: created 0700 on first use
+    sessions.mkdir(mode=0o700)
+    with file_engine(str(sessions)):
+        assert ids() == []
+
+
+def test_e006_a_path_to_be_created_under_a_world_writable_parent(outside_temp: Path) -> None:
+    shared = outside_temp / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with file_engine(str(shared / "a" / "sessions")):
+        assert ids() == ["django_picklesessions.E006"]
+        assert f"{str(shared)!r}" in messages("django_picklesessions.E006")[0]
 
 
 def test_e006_path_is_a_file(outside_temp: Path) -> None:
@@ -297,3 +322,31 @@ def test_w040_file_path_is_djangos_session_file_path(tmp_path: Path) -> None:
         PICKLESESSIONS_FILE_PATH=shared, SESSION_FILE_PATH=str(tmp_path / "django")
     ):
         assert ids() == []
+
+
+# --- E020 / W020: allowed classes to question ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("django.contrib.auth.models.User", "primary key"),
+        ("zoneinfo.ZoneInfo", "UTC"),
+        ("logging.Logger", "name"),
+    ],
+)
+def test_e020_allowed_classes_that_cannot_be_stored(settings, entry: str, says: str) -> None:
+    settings.PICKLESESSIONS_ALLOWED_CLASSES = [*settings.PICKLESESSIONS_ALLOWED_CLASSES, entry]
+    assert ids() == ["django_picklesessions.E020"]
+    (message,) = messages("django_picklesessions.E020")
+    assert entry in message and "function" in message and says in message
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["django.utils.safestring.SafeString", "decimal.Context", "pathlib.PurePosixPath"],
+)
+def test_w020_allowed_classes_a_forgery_turns_against_you(settings, entry: str) -> None:
+    settings.PICKLESESSIONS_ALLOWED_CLASSES = [*settings.PICKLESESSIONS_ALLOWED_CLASSES, entry]
+    assert ids() == ["django_picklesessions.W020"]
+    assert entry in messages("django_picklesessions.W020")[0]

@@ -94,3 +94,41 @@ def test_failed_save_leaves_previous_record() -> None:
     with pytest.raises(TypeError):
         store.save()
     assert locmem._records == before
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        (lambda: 1, "Functions and methods cannot be stored"),
+        (len, "Functions and methods cannot be stored"),
+        (memoryview(b"x"), "bytes(value)"),
+        (datetime.datetime(2026, 1, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")), "in UTC"),
+        (gettext_lazy("Hello"), "str(value)"),
+    ],
+    ids=["lambda", "builtin", "memoryview", "zoneinfo", "lazy"],
+)
+def test_hints_say_what_works(value: object, hint: str) -> None:
+    with pytest.raises(TypeError) as info:
+        save_value(value, key="k")
+    message = str(info.value)
+    assert hint in message
+    # Never a suggestion the allow-list would refuse (E003) or that could not load.
+    assert "Add '" not in message
+
+
+@pytest.mark.django_db
+def test_a_model_instance_hint_says_store_the_primary_key() -> None:
+    from django.contrib.auth.models import User
+
+    with pytest.raises(TypeError, match=r"primary key"):
+        save_value(User(username="a"), key="user")
+
+
+def test_an_allowed_class_reducing_through_a_function_fails_naming_it(settings) -> None:
+    settings.PICKLESESSIONS_ALLOWED_CLASSES = [
+        *settings.PICKLESESSIONS_ALLOWED_CLASSES,
+        "zoneinfo.ZoneInfo",
+    ]
+    when = datetime.datetime(2026, 1, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
+    with pytest.raises(TypeError, match=r"zoneinfo\.ZoneInfo.*through .*_unpickle.*in UTC"):
+        save_value(when, key="when")

@@ -44,7 +44,7 @@ security_logger = logging.getLogger("django.security.SuspiciousSession")
 logger = logging.getLogger("django_picklesessions")
 
 # Marks a value that is still pickled; a private class so no session value can be it.
-_Pending = type("_Pending", (), {"__repr__": lambda self: "<not decoded>"})
+_Pending = type("_Pending", (), {"__repr__": lambda self: "<not decoded>", "_flat_repr": True})
 _PENDING = _Pending()
 
 #: Longest session key read from storage; Django's keys are 32 characters.
@@ -68,7 +68,7 @@ class SessionData(MutableMapping[str, Any]):
     value never read is written back as the same bytes without being unpickled.
     """
 
-    __slots__ = ("_base", "_items", "_assigned", "_clean", "_touched")
+    __slots__ = ("_base", "_items", "_assigned", "_clean", "_touched", "_refused")
 
     def __init__(self, base: Mapping[str, bytes] | None = None) -> None:
         #: The pickles the storage holds; a save compares against them.
@@ -80,6 +80,9 @@ class SessionData(MutableMapping[str, Any]):
         #: and the keys set since.
         self._clean: dict[str, bytes] | None = None
         self._touched: set[str] = set()
+        #: Keys whose stored value no longer loads (a class gone after a deploy): hidden from
+        #: the mapping, their stored bytes kept until the application sets or deletes them.
+        self._refused: set[str] = set()
 
     @classmethod
     def holding(cls, stored: Mapping[str, bytes], values: Mapping[str, Any]) -> SessionData:
@@ -94,11 +97,19 @@ class SessionData(MutableMapping[str, Any]):
         except ValueRejected as exc:
             del self._items[key]
             if getattr(exc, "suspicious", False):
-                # Our writer never produces such a value: whoever wrote it holds the key.
+                # Our writer never produces such a value: whoever wrote it holds the key. It
+                # is logged once and left out of the next save, so it is not logged again.
                 security_logger.warning("Session value %r refused: %s", key, exc)
             else:
-                # A class gone after a deploy drops this key only; the login survives.
-                logger.warning("Dropped session key %r that could not be unpickled: %s", key, exc)
+                # A class gone after a deploy: hide this key only, and keep its bytes, so
+                # that rolling the deploy back brings the value back.
+                self._refused.add(key)
+                logger.warning(
+                    "Session key %r could not be unpickled; its stored value is kept until "
+                    "the application sets or deletes the key: %s",
+                    key,
+                    exc,
+                )
             raise KeyError(key) from None
         self._items[key] = value
         return value
@@ -110,22 +121,45 @@ class SessionData(MutableMapping[str, Any]):
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
+        self._refused.discard(key)
         self._items[key] = value
         self._assigned.add(key)
         self._touched.add(key)
 
     def __delitem__(self, key: str) -> None:
+        # Deleting a key whose value did not load deletes its stored bytes too: a key the
+        # application deleted never comes back.
+        if key in self._refused:
+            self._refused.discard(key)
+            return
         del self._items[key]
 
+    _MISSING = object()
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value; a key that did not load is removed too."""
+        if key in self._refused:
+            self._refused.discard(key)
+            if default is self._MISSING:
+                raise KeyError(key)
+            return default
+        if default is self._MISSING:
+            return super().pop(key)
+        return super().pop(key, default)
+
+    # Iteration and len() decode what is still pending, so that every view of the mapping
+    # agrees on which keys it holds: a key is listed exactly when reading it succeeds.
     def __iter__(self) -> Iterator[str]:
+        self._decode_all()
         return iter(self._items)
 
     def __len__(self) -> int:
+        self._decode_all()
         return len(self._items)
 
     def _decode_all(self) -> None:
         for key in [k for k, v in self._items.items() if v is _PENDING]:
-            with contextlib.suppress(KeyError):  # dropped and logged by _decode
+            with contextlib.suppress(KeyError):  # refused and logged by _decode
                 self._decode(key)
 
     def items(self) -> Any:
@@ -137,13 +171,15 @@ class SessionData(MutableMapping[str, Any]):
         return self._items.values()
 
     def keys(self) -> Any:
+        self._decode_all()
         return self._items.keys()
 
     def clear(self) -> None:
         self._items.clear()
+        self._refused.clear()
 
     def __repr__(self) -> str:
-        return f"SessionData({self._items!r})"
+        return f"SessionData({_bounded_repr(self._items)})"
 
     def rebase(self, stored: dict[str, bytes]) -> None:
         """Record that ``stored`` is what the storage now holds for this session."""
@@ -151,6 +187,7 @@ class SessionData(MutableMapping[str, Any]):
         self._assigned.clear()
         self._clean = None
         self._touched.clear()
+        self._refused.intersection_update(stored)
 
     def replay_onto(self, theirs: dict[str, bytes], writer: Writer) -> None:
         """Rebase on ``theirs`` (what a concurrent save stored) and redo only our changes.
@@ -189,6 +226,7 @@ class SessionData(MutableMapping[str, Any]):
                 assigned.add(key)
         self._base = dict(theirs)
         self._items = items
+        self._refused = set()  # their values are decoded afresh when read
         self._assigned = assigned
         self._clean = None
         self._touched = set(assigned)
@@ -202,53 +240,89 @@ class SessionData(MutableMapping[str, Any]):
         """Return True if ``key``'s value has been unpickled (or set) in this request."""
         return key in self._items and self._items[key] is not _PENDING
 
-    def _pickled(self, writer: Writer, key: str, value: Any) -> bytes:
-        """Pickle ``value`` again; a loaded value the writer refuses stays as stored.
+    def _pickled(self, writer: Writer, key: str, value: Any) -> bytes | None:
+        """Pickle ``value`` again, or return None for a forged value that is to be dropped.
 
-        Only a forged record holds such a value (a read-only buffer, nesting too deep to
-        pickle): kept as its stored bytes, it cannot fail every response of the session.
+        A value the application set, or changed in place, that the writer refuses fails here
+        with the ``TypeError`` naming key and class. Only a value the reader itself built from
+        the stored bytes may fail without the application's doing (a read-only buffer, nesting
+        too deep to pickle, state an allowed class cannot reduce): our writer cannot have
+        produced those bytes, so the value is logged as a forgery and left out of the save.
         """
         try:
             return writer.dumps(key, value)
-        except TypeError:
+        except Exception as exc:
             if key in self._assigned or key not in self._base:
                 raise
-            return self._base[key]
+            if not self._stored_value_unsavable(writer, key):
+                if isinstance(exc, TypeError):
+                    raise
+                raise TypeError(
+                    f"Session key {key!r} cannot be stored: pickling its "
+                    f"{type(value).__module__}.{type(value).__qualname__} failed "
+                    f"({type(exc).__name__}: {unpickler.clip(str(exc), 200)})."
+                ) from exc
+            del self._items[key]
+            security_logger.warning(
+                "Session value %r refused: the value its stored bytes build cannot be "
+                "pickled again, which our writer never produces (%s)",
+                key,
+                unpickler.clip(f"{type(exc).__name__}: {exc}", 200),
+            )
+            return None
+
+    def _stored_value_unsavable(self, writer: Writer, key: str) -> bool:
+        """Return True if the stored bytes of ``key``, decoded afresh, cannot be pickled."""
+        try:
+            writer.dumps(key, unpickler.loads(self._base[key]))
+        except Exception:
+            return True
+        return False
 
     def entries(self, writer: Writer) -> tuple[dict[str, bytes], bool]:
         """Pickle the current contents; return them and whether they differ from the base."""
         base = self._base
         out: dict[str, bytes] = {}
-        changed = len(self._items) != len(base)
-        for key, value in self._items.items():
+        for key, value in list(self._items.items()):
             if value is _PENDING or (key not in self._assigned and type(value) in _IMMUTABLE):
                 out[key] = base[key]
                 continue
             data = self._pickled(writer, key, value)
+            if data is None:
+                continue  # a forgery, dropped
             if key not in self._assigned and _same_value(base[key], data, value):
                 data = base[key]  # keep the stored bytes: nothing changed
             out[key] = data
-            if not changed and base.get(key) != data:
-                changed = True
-        return out, changed
+        for key in self._refused:
+            out[key] = base[key]
+        return out, out != base
 
     def has_changes(self, writer: Writer) -> bool:
-        """Return True if the contents differ from what was last declared unmodified."""
+        """Return True if the contents differ from what was last declared unmodified.
+
+        A value that cannot be pickled counts as a change: the save that follows raises the
+        ``TypeError`` naming it (or drops it, for a forgery), never this check.
+        """
         if self._clean is None:
             baseline, touched = self._base, self._assigned
         else:
             baseline, touched = self._clean, self._touched
-        if len(self._items) != len(baseline):
+        if len(self._items) + len(self._refused) != len(baseline):
             return True
-        for key, value in self._items.items():
+        for key, value in list(self._items.items()):
             if key not in baseline:
                 return True
             if value is _PENDING or (key not in touched and type(value) in _IMMUTABLE):
                 continue
-            if key in touched:
-                if writer.dumps(key, value) != baseline[key]:
-                    return True
-            elif not _same_value(baseline[key], self._pickled(writer, key, value), value):
+            try:
+                if key in touched:
+                    if writer.dumps(key, value) != baseline[key]:
+                        return True
+                    continue
+                data = self._pickled(writer, key, value)
+            except Exception:
+                return True
+            if data is None or not _same_value(baseline[key], data, value):
                 return True
         return False
 
@@ -260,6 +334,7 @@ def _same_value(stored: bytes, pickled: bytes, value: Any) -> bool:
     elements come out in an order that depends on the process's string hashing, so a set
     read and re-pickled may differ byte for byte. Then the stored value is unpickled and
     compared (same type, ``==``), so that reading a session never makes it look modified.
+    A comparison that raises (a forged ``Decimal('sNaN')``) counts as a change.
     """
     if stored == pickled:
         return True
@@ -267,7 +342,15 @@ def _same_value(stored: bytes, pickled: bytes, value: Any) -> bool:
         before = unpickler.loads(stored)
     except ValueRejected:
         return False
-    return type(before) is type(value) and bool(before == value)
+    try:
+        return type(before) is type(value) and bool(before == value)
+    except Exception:
+        return False
+
+
+def _bounded_repr(items: Mapping[str, Any]) -> str:
+    """Return a repr of session contents that stays short whatever the values hold."""
+    return unpickler.bounded_repr(dict(items))
 
 
 class _Prepared(NamedTuple):

@@ -49,6 +49,26 @@ _SYMLINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
 _NOT_A_DIR_ERRNOS = _SYMLINK_ERRNOS | {errno.ENOTDIR}
 
 
+class UnsafeDirectory(OSError):
+    """The session root or a fan-out directory is not ours, or is open to other users."""
+
+
+def _open_own_dir(path: str, dir_fd: int | None = None) -> int:
+    """Open a directory without following a symlink; refuse one that another local user
+    owns or can write, list or enter (planted, or the shared temp directory itself)."""
+    fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        os.close(fd)
+        raise UnsafeDirectory(
+            errno.ENOTDIR,
+            f"session directory not owned by this user with mode 0700 "
+            f"(uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})",
+            path,
+        )
+    return fd
+
+
 def _refuse(address: str, reason: str) -> None:
     security_logger.warning("Session file refused (%s) for session %s…", reason, address[:8])
 
@@ -175,32 +195,33 @@ class SessionStore(PickleSessionBase):
 
     @classmethod
     def _open_subdir(cls, address: str, create: bool) -> int:
-        """Open the fan-out directory of ``address`` (never through a symlink)."""
+        """Open the fan-out directory of ``address``: never through a symlink, and only if
+        it and the root are this process's own and closed to other users."""
         # The base always passes a SHA-256 hex digest; refusing anything else keeps every
         # other string, whatever a subclass or a bug hands in, from becoming a path.
         if len(address) != _ADDRESS_LENGTH or not _HEX.issuperset(address):
             raise ValueError("A session address must be 64 lowercase hex digits.")
         root = cls._root()
-        path = os.path.join(root, address[:_FANOUT])
         try:
-            return os.open(path, _DIR_FLAGS)
+            root_fd = _open_own_dir(root)
         except FileNotFoundError:
             if not create:
                 raise
-        os.makedirs(root, mode=0o700, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # another worker made it meanwhile
-            os.mkdir(path, 0o700)
-            if conf.FILE_FSYNC:
-                cls._fsync_path(root)
-        return os.open(path, _DIR_FLAGS)
-
-    @staticmethod
-    def _fsync_path(path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            root_fd = _open_own_dir(root)
         try:
-            os.fsync(fd)
+            try:
+                return _open_own_dir(address[:_FANOUT], root_fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+            with contextlib.suppress(FileExistsError):  # another worker made it meanwhile
+                os.mkdir(address[:_FANOUT], 0o700, dir_fd=root_fd)
+                if conf.FILE_FSYNC:
+                    os.fsync(root_fd)
+            return _open_own_dir(address[:_FANOUT], root_fd)
         finally:
-            os.close(fd)
+            os.close(root_fd)
 
     @classmethod
     def _open_subdir_or_none(cls, address: str, log: bool) -> int | None:

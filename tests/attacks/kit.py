@@ -114,8 +114,11 @@ def plant(engine: str, session_key: str, data: bytes, *, expires_at: int | None 
     if engine == "locmem":
         locmem._records[address] = (data, expires)
     elif engine == "file":
-        directory = os.path.join(str(settings.PICKLESESSIONS_FILE_PATH), address[:2])
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        root = str(settings.PICKLESESSIONS_FILE_PATH)
+        directory = os.path.join(root, address[:2])
+        # Both 0700, as the engine makes them (makedirs gives parents the umask's mode).
+        for path in (root, directory):
+            os.makedirs(path, mode=0o700, exist_ok=True)
         path = os.path.join(directory, address)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

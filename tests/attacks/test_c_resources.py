@@ -86,7 +86,6 @@ def test_C1_oversized_blob(
             assert_record_rejected(audit, engine, VICTIM, security_log, None, unpickle_spy)
         assert "(size)" in security_log()[-1].getMessage()
         assert cost["peak"] < 2 * limit, (size, cost)
-        assert cost["seconds"] < 0.5 or in_sql, (size, cost)
     assert macs == []
 
 
@@ -163,10 +162,12 @@ def test_C4_deep_nesting(
     data = sign_raw(VICTIM, {"_auth_user_id": pickle.dumps("1", 5), "evil": raw}, compress=True)
     assert len(data) < 256 * 1024
     plant("locmem", VICTIM, data)
-    with measured(memory=False) as cost:
-        values, _ = load_under(audit, "locmem", VICTIM)
+    values, _ = load_under(audit, "locmem", VICTIM)
     assert values == {"_auth_user_id": "1"}
-    assert cost["seconds"] < 1
+    # Refused by the simulation (at level 101, or at its opcode bound), before the C
+    # unpickler builds anything.
+    with pytest.raises(ValueRejected, match="nesting depth|opcodes"):
+        unpickler.loads(raw)
 
 
 def _laughs(levels: int) -> bytes:
@@ -179,16 +180,20 @@ def _laughs(levels: int) -> bytes:
 
 def test_C5_shared_reference_expansion(strict: bool, audit: AuditGuard) -> None:
     raw = _laughs(40)
-    with measured() as cost:
-        value = value_outcome(audit, raw)["evil"]
-    assert cost["seconds"] < 1.0
+    values = value_outcome(audit, raw)
+    if strict:
+        # 2**40 nodes to walk (hash, ==, repr): over MAX_STRICT_EXPANDED, refused unbuilt.
+        assert "evil" not in values
+        with pytest.raises(ValueRejected, match="expanded size"):
+            unpickler.loads(raw)
+        assert unpickler.loads(_laughs(18)) is not None  # 2**19 references: within the bound
+        return
+    value = values["evil"]
     assert value[0] is value[1]  # shared by identity: 41 lists, not 2**40
     # Saving again pickles each list once (the pickler's memo): no explosion.
     store = store_class("locmem")(VICTIM)
     store["evil"] = store["evil"]
-    started = time.perf_counter()
     store.save()
-    assert time.perf_counter() - started < 0.1
     assert len(pickle.dumps(store["evil"], 5)) < 1000
 
 
@@ -240,9 +245,10 @@ COLLISIONS = {
 @pytest.mark.parametrize("case", sorted(COLLISIONS))
 def test_C7_hash_collision_dict(case: str, strict_only: None, audit: AuditGuard) -> None:
     raw = b"\x80\x05" + COLLISIONS[case] + b"."
-    with measured(memory=False) as cost:
-        assert_value_rejected(audit, raw)
-    assert cost["seconds"] < 1.0  # generous: CI shares 2 cores; the refusal is the check
+    assert_value_rejected(audit, raw)
+    # Refused at the ninth key with one hash: at most 8 collisions were ever inserted.
+    with pytest.raises(ValueRejected, match="hash collisions|keys without a computable hash"):
+        unpickler.loads(raw)
 
 
 def test_C7_distinct_int_keys_still_load(strict_only: None, audit: AuditGuard) -> None:
