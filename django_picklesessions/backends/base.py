@@ -26,6 +26,7 @@ from django.contrib.sessions.backends.base import (
     SessionBase,
     UpdateError,
 )
+from django.core import signing
 from django.utils import timezone
 
 from django_picklesessions import merge, record, unpickler
@@ -285,7 +286,15 @@ class PickleSessionBase(SessionBase):
 
     def __init__(self, session_key: str | None = None) -> None:
         self._explicitly_modified = False
-        super().__init__(session_key)
+        # SessionBase.__init__ is not called: it imports SESSION_SERIALIZER, and on Django >= 5
+        # a settings file still naming the removed PickleSerializer would make every request
+        # raise ImportError. These engines never use a serializer (record.py is the format);
+        # check W010 reports such a setting. tests/legacy/test_no_serializer_import.py keeps
+        # these attributes equal to what SessionBase.__init__ sets.
+        self._session_key = session_key
+        self.accessed = False
+        self.modified = False
+        self.serializer = signing.JSONSerializer  # Django's default, for code that reads it
         # Identity, counter and key of the record this session was loaded from.
         self._loaded_sid: bytes | None = None
         self._loaded_version = 0
