@@ -7,6 +7,7 @@ On Django >= 5 a settings file that still names Django's removed PickleSerialize
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.sessions.backends.base import SessionBase
@@ -19,9 +20,9 @@ MISSING = "tests.nowhere.NoSuchSerializer"
 
 
 @pytest.fixture
-def file_path(settings: object, tmp_path: Path) -> Path:
+def file_path(settings: Any, tmp_path: Path) -> Path:
     path = tmp_path / "sessions"
-    settings.PICKLESESSIONS_FILE_PATH = str(path)  # type: ignore[attr-defined]
+    settings.PICKLESESSIONS_FILE_PATH = str(path)
     return path
 
 
