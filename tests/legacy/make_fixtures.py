@@ -205,7 +205,10 @@ def record(engine: str, serializer: str, cache_alias: str | None, form: str) -> 
             "session_key": key,
             "signed_at": SIGNED_AT,
             "expires_at": int(store.get_expiry_date().timestamp()),
-            "expected": fixturetypes.encode({k: v for k, v in values.items() if k not in dropped}),
+            # Everything the stock store holds (set_expiry's _session_expiry included).
+            "expected": fixturetypes.encode(
+                {k: v for k, v in store._session.items() if k not in dropped}
+            ),
             "dropped": dropped,
         }
         if engine in ("db", "cached_db"):
