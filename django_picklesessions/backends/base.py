@@ -514,7 +514,7 @@ class PickleSessionBase(SessionBase):
         data = None if address is None else self._read(address)
         if self.session_key and adoption.active():
             # The upgrade path: a session only the legacy store holds is imported here.
-            adopted = adoption.on_load(self, address, data)
+            adopted: SessionData | None = adoption.on_load(self, address, data)
             if adopted is not None:
                 return adopted
         return self._loaded(data)
@@ -523,7 +523,7 @@ class PickleSessionBase(SessionBase):
         address = self._key_to_read()
         data = None if address is None else await self._aread(address)
         if self.session_key and adoption.active():
-            adopted = await sync_to_async(adoption.on_load)(self, address, data)
+            adopted: SessionData | None = await sync_to_async(adoption.on_load)(self, address, data)
             if adopted is not None:
                 return adopted
         return self._loaded(data)

@@ -9,7 +9,7 @@ extended, and then deleted from the legacy store (kept in step under ``LEGACY_WR
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib.sessions.backends.base import CreateError
 
@@ -18,6 +18,7 @@ from django_picklesessions.legacy import sources
 
 if TYPE_CHECKING:
     from django_picklesessions.backends.base import PickleSessionBase, SessionData
+    from django_picklesessions.legacy.signing import LegacyError
 
 logger = logging.getLogger("django_picklesessions.legacy")
 security_logger = logging.getLogger("django.security.SuspiciousSession")
@@ -39,7 +40,9 @@ def reads_cookies() -> bool:
     return source is not None and source.kind == "signed_cookies"
 
 
-def on_load(store: PickleSessionBase, address: str | None, data: bytes | None) -> Any:
+def on_load(
+    store: PickleSessionBase, address: str | None, data: bytes | None
+) -> SessionData | None:
     """Return the session to use instead of ``data``, or None to go on with ``data``.
 
     ``address`` is None for a key our engines never issue: only a signed cookie can then
@@ -56,24 +59,30 @@ def on_load(store: PickleSessionBase, address: str | None, data: bytes | None) -
     try:
         found = source.read(key)
     except LegacyError as exc:
-        _refused(store, source, exc.reason)
+        _refused(store, source, exc)
         return None
     if found is None:
         if address is not None:
             # A concurrent request may have imported (and deleted) it since our read.
             again = store._read(address)
             if again is not None:
-                return store._loaded(again)
+                reloaded: SessionData = store._loaded(again)
+                return reloaded
         return None
     return _import(store, source, found, address)
 
 
-def _refused(store: PickleSessionBase, source: sources.Source, reason: str) -> None:
-    if reason == "expired":
+def _refused(store: PickleSessionBase, source: sources.Source, exc: LegacyError) -> None:
+    if exc.reason == "expired":
         return
-    # Tampered, truncated or foreign: one line, the session is empty (never a 500).
+    # Tampered, truncated or foreign: one line, and the session is empty (never a 500).
+    leaked = " (only a holder of SECRET_KEY could sign this: it may have leaked)"
     security_logger.warning(
-        "Legacy %s session refused (%s) for session %s…", source.kind, reason, _tag(store)
+        "Legacy %s session refused (%s) for session %s…%s",
+        source.kind,
+        exc,
+        _tag(store),
+        leaked if exc.suspicious else "",
     )
 
 

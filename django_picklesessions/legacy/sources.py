@@ -103,7 +103,7 @@ class Source:
     def write(self, key: str, session: Mapping[str, Any], expires_at: int) -> None:
         raise NotImplementedError
 
-    def keys(self) -> Iterator[str]:
+    def session_keys(self) -> Iterator[str]:
         """Every key the store holds (bulk import); only for enumerable sources."""
         raise NotImplementedError
 
@@ -263,7 +263,7 @@ class FileSource(Source):
                 os.unlink(temp)
             raise
 
-    def keys(self) -> Iterator[str]:
+    def session_keys(self) -> Iterator[str]:
         from django_picklesessions.backends.base import valid_session_key
 
         prefix = self.prefix
@@ -318,7 +318,7 @@ class CacheSource(Source):
         # The stock format is the cache's own pickle of the dict; writing it runs nothing.
         self.cache.set(self.cache_key(key), dict(session), max(1, expires_at - now()))
 
-    def keys(self) -> Iterator[str]:
+    def session_keys(self) -> Iterator[str]:
         from django_picklesessions.legacy import cacheraw
 
         prefix = self.cache.make_and_validate_key(self.cache_key(""))
