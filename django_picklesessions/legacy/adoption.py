@@ -110,8 +110,6 @@ def store_found(store: PickleSessionBase, found: sources.Found, new_key: bool = 
             logger.warning("Legacy session key %r dropped at import: %s", key, exc)
             continue
         session[key] = value
-    for key, name in found.dropped:
-        logger.warning("Legacy session key %r dropped at import: %s is not allowed.", key, name)
     store._session_cache = session
     store._import_expiry = found.expires_at
     try:

@@ -165,7 +165,7 @@ def forget(record: dict[str, Any]) -> None:
     """Remove what ``plant`` put in the caches (the db and tmp_path go with the test)."""
     raw = record.get("cache_raw")
     if raw and raw["alias"] == "redis":
-        caches["redis"]._cache.get_client(raw["key"], write=True).delete(raw["key"])  # type: ignore[attr-defined]
+        caches["redis"]._cache.get_client(raw["key"], write=True).delete(raw["key"])
     elif raw and raw["alias"] == "locmem":
         caches["locmem"].clear()
 

@@ -85,8 +85,8 @@ def freeze_clock() -> None:
     from django.utils import timezone
 
     frozen = dt.datetime.fromtimestamp(SIGNED_AT, tz=dt.timezone.utc)
-    time.time = lambda: float(SIGNED_AT)  # type: ignore[assignment]
-    timezone.now = lambda: frozen  # type: ignore[assignment]
+    time.time = lambda: float(SIGNED_AT)
+    timezone.now = lambda: frozen
 
 
 def make_user() -> dict[str, Any]:
@@ -121,8 +121,8 @@ def messages_value() -> str:
     storage = SessionStorage(request)
     storage.add(constants.SUCCESS, "Welcome back")
     storage.add(constants.INFO, "Your cart was saved", extra_tags="cart")
-    storage.update(None)  # type: ignore[arg-type]
-    value: str = request.session["_messages"]  # type: ignore[index]
+    storage.update(None)
+    value: str = request.session["_messages"]
     return value
 
 
