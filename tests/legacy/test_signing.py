@@ -92,7 +92,8 @@ def golden_signed() -> list[dict[str, Any]]:
     golden_signed(),
     ids=lambda r: f"{r['engine']}-{r['serializer']}-{r['cache']}-{r['form']}",
 )
-def test_reads_every_signed_golden_record(record: dict[str, Any]) -> None:
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_reads_every_signed_golden_record(record: dict[str, Any], strict: bool) -> None:
     fx = json.loads(MANIFEST.read_text())
     text = (
         (record.get("db") or {}).get("session_data")
@@ -102,7 +103,9 @@ def test_reads_every_signed_golden_record(record: dict[str, Any]) -> None:
     cookies = record["engine"] == "signed_cookies"
     salt = legacy.SIGNED_COOKIES_SALT if cookies else SALT
     with override_settings(
-        SECRET_KEY=fx["secret_key"], PICKLESESSIONS_ALLOWED_CLASSES=fx["allowed_classes"]
+        SECRET_KEY=fx["secret_key"],
+        PICKLESESSIONS_ALLOWED_CLASSES=fx["allowed_classes"],
+        PICKLESESSIONS_STRICT_UNPICKLING=strict,
     ):
         session = legacy.loads(text, salt=salt, formats={"json", "pickle"})
     assert session.format == record["serializer"]
