@@ -35,9 +35,9 @@ from typing import Any
 
 from django.conf import settings
 
-from django_picklesessions import pickler, unpickler
+from django_picklesessions import pickler, record, unpickler
 from django_picklesessions.conf import conf
-from django_picklesessions.exceptions import ValueRejected
+from django_picklesessions.exceptions import RecordError, ValueRejected
 from django_picklesessions.legacy import engines
 
 logger = logging.getLogger("django_picklesessions.legacy")
@@ -135,16 +135,17 @@ def _b62_encode(number: int) -> str:
 
 
 def _inflate(data: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj()
+    # The same capped inflation as our own records'.
     try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error:
-        raise LegacyError("payload", "bad zlib data", suspicious=True) from None
-    if len(out) > limit:
-        raise LegacyError("payload", f"inflates beyond PICKLESESSIONS_MAX_PAYLOAD_SIZE ({limit})")
-    if not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
-        raise LegacyError("payload", "truncated or trailing zlib data", suspicious=True)
-    return out
+        return record._decompress(data, limit)
+    except RecordError as exc:
+        if exc.reason == "size":
+            raise LegacyError(
+                "payload", f"inflates beyond PICKLESESSIONS_MAX_PAYLOAD_SIZE ({limit})"
+            ) from None
+        raise LegacyError(
+            "payload", "bad, truncated or trailing zlib data", suspicious=True
+        ) from None
 
 
 def loads(
