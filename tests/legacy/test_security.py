@@ -353,3 +353,27 @@ def test_pickle_is_refused_when_only_json_is_accepted(salvage_spy: SalvageSpy) -
 )
 def test_verified_payloads_that_are_not_sessions_are_refused(payload: bytes) -> None:
     assert refused(sign(payload)).reason in ("payload", "refused")
+
+
+@pytest.mark.parametrize(
+    "module,name,gadget",
+    [
+        ("builtins", "str", False),  # a lazy string's result class
+        ("builtins", "getattr", False),  # how a bound method (ZoneInfo._unpickle) pickles
+        ("zoneinfo", "ZoneInfo._unpickle", False),
+        ("django.db.models.base", "model_unpickle", False),
+        ("shop.types", "Cart", False),  # a project module may share a stdlib module's name
+        ("posix", "system", True),
+        ("os", "system", True),
+        ("builtins", "eval", True),
+        ("functools", "partial", True),
+        ("subprocess", "Popen", True),
+        ("uuid", "_get_command_stdout", True),
+        ("shop.views", "os.system", True),  # an attribute walk into os
+        ("copyreg", "__newobj__", True),
+        ("__builtin__", "eval", True),  # Python 2 names are never remapped, and never data
+        ("shop", "Cart\nInjected", True),
+    ],
+)
+def test_which_legacy_globals_count_as_a_forgery(module: str, name: str, gadget: bool) -> None:
+    assert unpickler._legacy_suspicious(module, name) is gadget
