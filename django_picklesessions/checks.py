@@ -236,7 +236,6 @@ LEGACY_CACHE_BACKENDS: frozenset[str] = frozenset(
         "django.core.cache.backends.filebased.FileBasedCache",
         "django.core.cache.backends.db.DatabaseCache",
         "django.core.cache.backends.redis.RedisCache",
-        "django.core.cache.backends.memcached.PyMemcacheCache",
         "django.core.cache.backends.dummy.DummyCache",
     )
 )
