@@ -30,8 +30,9 @@ def _bridge_class(name: str) -> type:
         "pytestmark": [pytest.mark.db] if issubclass(django_class, TestCase) else [],
     }
     for excluded, reason in BRIDGE_EXCLUDED.items():
-        if excluded.startswith(f"{name}."):
-            attrs[excluded.removeprefix(f"{name}.")] = _excluded(reason)
+        method = excluded.removeprefix(f"{name}.")
+        if method != excluded and hasattr(django_class, method):  # 4.2 has no async tests
+            attrs[method] = _excluded(reason)
     made = type(f"TestBridge{name}", (django_class,), attrs)
     return override_settings(SESSION_SERIALIZER=BRIDGE)(made)
 
