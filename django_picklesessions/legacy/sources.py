@@ -103,6 +103,10 @@ class Source:
     def write(self, key: str, session: Mapping[str, Any], expires_at: int) -> None:
         raise NotImplementedError
 
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
     def session_keys(self) -> Iterator[str]:
         """Every key the store holds (bulk import); only for enumerable sources."""
         raise NotImplementedError
@@ -173,15 +177,21 @@ class DbSource(Source):
         )
         if row is None:
             return None
-        text, expire_date = row
+        return self.found_in_row(row[0], row[1])
+
+    def found_in_row(self, text: str, expire_date: datetime.datetime) -> Found | None:
+        """Verify a row's ``session_data``; its ``expire_date`` may only shorten the session."""
         if len(text) > conf.MAX_RECORD_SIZE:
             from django_picklesessions.legacy.signing import LegacyError
 
-            raise LegacyError("format")
+            raise LegacyError("format", f"longer than {conf.MAX_RECORD_SIZE} characters")
         return self._verify(text, int(expire_date.timestamp()))
 
     def delete(self, key: str) -> None:
         self.rows().filter(session_key=key).delete()
+
+    def delete_many(self, keys: list[str]) -> None:
+        self.rows().filter(session_key__in=keys).delete()
 
     def write(self, key: str, session: Mapping[str, Any], expires_at: int) -> None:
         expire_date = datetime.datetime.fromtimestamp(expires_at, tz=datetime.timezone.utc)
@@ -195,12 +205,15 @@ class DbSource(Source):
             },
         )
 
-    def keys_after(self, last: str | None, limit: int) -> list[str]:
-        """One page of unexpired keys in key order, after ``last`` (keyset pagination)."""
+    def page_after(self, last: str | None, limit: int) -> list[tuple[str, str, datetime.datetime]]:
+        """One page of unexpired rows in key order, after key ``last`` (keyset pagination)."""
         rows = self.rows().filter(expire_date__gt=timezone.now())
         if last is not None:
             rows = rows.filter(session_key__gt=last)
-        return list(rows.order_by("session_key").values_list("session_key", flat=True)[:limit])
+        page = rows.order_by("session_key").values_list(
+            "session_key", "session_data", "expire_date"
+        )
+        return list(page[:limit])
 
 
 class FileSource(Source):
@@ -341,6 +354,11 @@ class CachedDbSource(DbSource):
     def delete(self, key: str) -> None:
         super().delete(key)
         self._cache_copy().delete(key)
+
+    def delete_many(self, keys: list[str]) -> None:
+        super().delete_many(keys)
+        cache = self._cache_copy()
+        cache.cache.delete_many([cache.cache_key(key) for key in keys])
 
     def write(self, key: str, session: Mapping[str, Any], expires_at: int) -> None:
         super().write(key, session, expires_at)

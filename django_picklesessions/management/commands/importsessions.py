@@ -12,9 +12,10 @@ legacy copy is deleted then.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Any
 
@@ -133,19 +134,21 @@ class Command(BaseCommand):
             self.stdout.write("")
         self.report()
 
-    def batches(self, size: int) -> Iterator[list[str]]:
-        """The legacy store's keys, ``size`` at a time, never all in memory."""
-        if isinstance(self.source, sources.DbSource):
+    def batches(self, size: int) -> Iterator[list[tuple[str, Callable[[], Any]]]]:
+        """The legacy records, ``size`` at a time as (key, reader), never all in memory."""
+        source = self.source
+        if isinstance(source, sources.DbSource):
             last: str | None = None
             while True:
-                batch = self.source.keys_after(last, size)
-                if not batch:
+                page = source.page_after(last, size)
+                if not page:
                     return
-                yield batch
-                last = batch[-1]
-        batch = []
-        for key in self.source.session_keys():
-            batch.append(key)
+                # The page holds the rows: no query per session.
+                yield [(k, functools.partial(source.found_in_row, t, e)) for k, t, e in page]
+                last = page[-1][0]
+        batch: list[tuple[str, Callable[[], Any]]] = []
+        for key in source.session_keys():
+            batch.append((key, functools.partial(source.read, key)))
             if len(batch) == size:
                 yield batch
                 batch = []
@@ -159,20 +162,32 @@ class Command(BaseCommand):
         # One transaction per batch: fewer commits, and a kill loses at most one batch.
         return transaction.atomic(using=router.db_for_write(model()))
 
-    def run_batch(self, batch: list[str]) -> None:
+    def ours_among(self, keys: list[str]) -> set[str]:
+        """The keys our store already holds (one query per batch on the db engine)."""
+        store = self.store_class
+        address = {store.address(key): key for key in keys}
+        get_model = getattr(store, "get_model_class", None)
+        if get_model is None:
+            return {key for a, key in address.items() if store()._contains(a)}
+        model = get_model()
+        rows = model._default_manager.using(router.db_for_read(model))
+        found = rows.filter(address__in=list(address)).values_list("address", flat=True)
+        return {address[a] for a in found}
+
+    def run_batch(self, batch: list[tuple[str, Callable[[], Any]]]) -> None:
         from django_picklesessions.legacy.signing import LegacyError
 
         done: list[str] = []
         with self.transaction():
-            for key in batch:
+            ours = self.ours_among([key for key, _ in batch])
+            for key, read in batch:
                 self.counts["read"] += 1
-                store = self.store_class(key)
-                if store.exists(key):
+                if key in ours:
                     self.counts["already ours"] += 1
                     done.append(key)
                     continue
                 try:
-                    found = self.source.read(key)
+                    found = read()
                 except LegacyError as exc:
                     self.counts["bad signature" if exc.reason == "signature" else "refused"] += 1
                     if exc.reason != "signature":
@@ -185,14 +200,13 @@ class Command(BaseCommand):
                 if self.dry_run:
                     self.counts["would import"] += 1
                     continue
-                if adoption.store_found(store, found):
+                if adoption.store_found(self.store_class(key), found):
                     self.counts["imported"] += 1
                 else:
                     self.counts["already ours"] += 1
                 done.append(key)
-            if self.delete_source:
-                for key in done:
-                    self.source.delete(key)
+            if self.delete_source and done:
+                self.source.delete_many(done)
         if self.progress:
             self.stdout.write(self.summary(), ending="\r")
             self.stdout.flush()
@@ -208,8 +222,7 @@ class Command(BaseCommand):
         self.counts["keys dropped"] += len(dropped_keys)
         if dropped_keys & LOGIN_KEYS:
             self.counts["logins lost"] += 1
-        for value in found.data.values():
-            self.classes.update(set(classes_in(value)))
+        self.classes.update({name for value in found.data.values() for name in classes_in(value)})
         for _, name in found.dropped:
             self.refused[name] += 1
 
