@@ -97,7 +97,10 @@ def make_user() -> Any:
     from django.contrib.auth.models import User
 
     user = manifest()["user"]
-    return User.objects.create(id=user["id"], username=user["username"], password=user["password"])
+    made, _ = User.objects.get_or_create(
+        id=user["id"], defaults={"username": user["username"], "password": user["password"]}
+    )
+    return made
 
 
 def cookie_of(record: dict[str, Any]) -> str:

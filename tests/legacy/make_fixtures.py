@@ -231,6 +231,8 @@ def record(engine: str, serializer: str, cache_alias: str | None, form: str) -> 
 
 
 def main() -> None:
+    # ``--out PATH``: the live cross-version test writes a fresh manifest elsewhere.
+    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else OUT
     if django.VERSION[:2] != (4, 2):
         raise SystemExit(f"Needs Django 4.2 (found {django.get_version()}): tox -e legacyfixtures")
     with tempfile.TemporaryDirectory() as workdir:
@@ -265,8 +267,8 @@ def main() -> None:
         "user": user,
         "records": records,
     }
-    OUT.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    print(f"{len(records)} records written to {OUT.relative_to(ROOT)}")
+    out.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print(f"{len(records)} records written to {out}")
 
 
 if __name__ == "__main__":

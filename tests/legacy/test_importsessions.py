@@ -135,9 +135,7 @@ def test_never_overwrites_a_record_of_ours(tmp_path: Path) -> None:
         newer._session_cache = {"cart": "newer"}  # written by dual-read meanwhile
         newer.save(must_create=True)
         out = run()
-        assert dict(db.SessionStore(records[0]["session_key"]).load().items()) == {
-            "cart": "newer"
-        }
+        assert dict(db.SessionStore(records[0]["session_key"]).load().items()) == {"cart": "newer"}
     assert f"{len(records) - 1} imported, 1 already ours" in out
 
 
@@ -207,21 +205,29 @@ def test_redis_cache_source(tmp_path: Path) -> None:
 
 
 def test_sources_that_cannot_be_listed_are_refused_with_a_reason(tmp_path: Path) -> None:
-    with golden.legacy_settings("signed_cookies", "pickle", None, tmp_path):
-        with pytest.raises(CommandError, match="imported on their first request"):
-            run()
-    with golden.legacy_settings("cache", "pickle", "locmem", tmp_path):
-        with pytest.raises(CommandError, match="cannot be listed"):
-            run()
+    with (
+        golden.legacy_settings("signed_cookies", "pickle", None, tmp_path),
+        pytest.raises(CommandError, match="imported on their first request"),
+    ):
+        run()
+    with (
+        golden.legacy_settings("cache", "pickle", "locmem", tmp_path),
+        pytest.raises(CommandError, match="cannot be listed"),
+    ):
+        run()
 
 
 def test_needs_a_source_and_one_of_our_engines(tmp_path: Path) -> None:
-    with golden.legacy_settings("db", "pickle", None, tmp_path, PICKLESESSIONS_LEGACY_ENGINE=None):
-        with pytest.raises(CommandError, match="--from"):
-            run()
-    with golden.legacy_settings("db", "pickle", None, tmp_path, SESSION_ENGINE=STOCK_DB):
-        with pytest.raises(CommandError, match="must be one of django_picklesessions"):
-            run()
+    with (
+        golden.legacy_settings("db", "pickle", None, tmp_path, PICKLESESSIONS_LEGACY_ENGINE=None),
+        pytest.raises(CommandError, match="--from"),
+    ):
+        run()
+    with (
+        golden.legacy_settings("db", "pickle", None, tmp_path, SESSION_ENGINE=STOCK_DB),
+        pytest.raises(CommandError, match="must be one of django_picklesessions"),
+    ):
+        run()
 
 
 def _bulk_rows(count: int) -> None:
