@@ -131,9 +131,12 @@ def test_an_imported_session_keeps_its_login_and_expiry(tmp_path: Path) -> None:
 def test_never_overwrites_a_record_of_ours(tmp_path: Path) -> None:
     with golden.legacy_settings("db", "pickle", None, tmp_path):
         records = plant_db_cell()
-        newer = db.SessionStore(records[0]["session_key"])
-        newer._session_cache = {"cart": "newer"}  # written by dual-read meanwhile
-        newer.save(must_create=True)
+        # A record of ours under that key, newer than the legacy row (written by a server
+        # that imported and then saved it, with the legacy copy kept).
+        key = records[0]["session_key"]
+        newer = db.SessionStore(key)
+        expires = int(time.time()) + 3600
+        newer._write(newer.address(key), newer.encode({"cart": "newer"}), expires, True, None)
         out = run()
         assert dict(db.SessionStore(records[0]["session_key"]).load().items()) == {"cart": "newer"}
     assert f"{len(records) - 1} imported, 1 already ours" in out
