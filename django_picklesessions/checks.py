@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
@@ -557,3 +557,220 @@ def check_questionable_classes(
                 )
                 break
     return found
+
+
+# --- Issue 9: SESSION_SERIALIZER and the upgrade path from the stock engines -------------
+
+#: Django's pickle serializers, deprecated in 4.1 and removed in 5.0.
+REMOVED_SERIALIZERS: frozenset[str] = frozenset(
+    (
+        "django.contrib.sessions.serializers.PickleSerializer",
+        "django.core.serializers.base.PickleSerializer",
+    )
+)
+BRIDGE_SERIALIZER = "django_picklesessions.serializers.PickleSerializer"
+
+#: Cache backends whose raw stored bytes the legacy cache source reads itself, so that the
+#: cache's own (unrestricted) unpickling never runs on a legacy session.
+LEGACY_CACHE_BACKENDS: frozenset[str] = frozenset(
+    (
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.filebased.FileBasedCache",
+        "django.core.cache.backends.db.DatabaseCache",
+        "django.core.cache.backends.redis.RedisCache",
+        "django.core.cache.backends.dummy.DummyCache",
+    )
+)
+
+
+def _is_ours(engine: str) -> bool | None:
+    """Whether SESSION_ENGINE is one of our engines; None when it cannot be imported."""
+    from django_picklesessions.backends.base import PickleSessionBase
+
+    try:
+        store = import_module(engine).SessionStore
+    except Exception:
+        return None
+    return isinstance(store, type) and issubclass(store, PickleSessionBase)
+
+
+@register()
+def check_session_serializer(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W010: SESSION_SERIALIZER cannot be imported or is Django's removed PickleSerializer;
+    W011: the bridge serializer with the stock cache engine, which never calls it."""
+    from django.utils.module_loading import import_string
+
+    from django_picklesessions.legacy import engines
+
+    name = settings.SESSION_SERIALIZER
+    engine = settings.SESSION_ENGINE
+    ours = _is_ours(engine)
+    messages: list[CheckMessage] = []
+    problem = None
+    if name in REMOVED_SERIALIZERS:
+        problem = "is Django's PickleSerializer, removed in Django 5.0"
+    else:
+        try:
+            import_string(name)
+        except ImportError as exc:
+            problem = f"cannot be imported ({exc})"
+    if problem:
+        if ours:
+            hint = (
+                "Delete the setting: django_picklesessions' engines never use a serializer. "
+                f"(With Django's stock engines, use {BRIDGE_SERIALIZER!r}.)"
+            )
+        else:
+            hint = (
+                f"With Django's stock engines, set it to {BRIDGE_SERIALIZER!r}: it reads and "
+                "writes the same bytes as Django 4.2's PickleSerializer, through an allow-list. "
+                "Or delete the setting if the sessions are JSON; django_picklesessions' "
+                "engines ignore it."
+            )
+        messages.append(
+            Warning(
+                f"SESSION_SERIALIZER {name!r} {problem}; on Django 5 and later a stock "
+                "engine then fails on every request.",
+                hint=hint,
+                id="django_picklesessions.W010",
+            )
+        )
+    if name == BRIDGE_SERIALIZER and not ours:
+        try:
+            kind = engines.stock_kind(engine)
+        except engines.LegacyEngineProblem:
+            kind = None
+        if kind == "cache":
+            messages.append(
+                Warning(
+                    f"SESSION_SERIALIZER is {BRIDGE_SERIALIZER!r}, but the stock cache engine "
+                    "never calls a serializer: the cache holds each session as an unsigned "
+                    "pickle, read by the cache's own unrestricted unpickling.",
+                    hint=(
+                        "Move to django_picklesessions' engines with PICKLESESSIONS_LEGACY_ENGINE"
+                        " = 'django.contrib.sessions.backends.cache' (see docs/migrating.md), or "
+                        "use the stock cached_db or db engine, which do call the serializer."
+                    ),
+                    id="django_picklesessions.W011",
+                )
+            )
+    return messages
+
+
+@register(Tags.security)
+def check_legacy(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E010–E015, W012–W014: the PICKLESESSIONS_LEGACY_* settings of the upgrade path."""
+    from django_picklesessions import conf as conf_module
+    from django_picklesessions.legacy import engines
+
+    engine = getattr(settings, PREFIX + "LEGACY_ENGINE", None)
+    formats = getattr(settings, PREFIX + "LEGACY_FORMATS", DEFAULTS["LEGACY_FORMATS"])
+    write = getattr(settings, PREFIX + "LEGACY_WRITE", False)
+    until = getattr(settings, PREFIX + "LEGACY_UNTIL", None)
+    messages: list[CheckMessage] = []
+
+    def error(check_id: str, text: str, hint: str) -> None:
+        messages.append(Error(text, hint=hint, id=f"django_picklesessions.{check_id}"))
+
+    def warning(check_id: str, text: str, hint: str) -> None:
+        messages.append(Warning(text, hint=hint, id=f"django_picklesessions.{check_id}"))
+
+    formats_problem = conf_module.legacy_formats_problem(formats)
+    if formats_problem:
+        error(
+            "E011",
+            f"{PREFIX}LEGACY_FORMATS {formats_problem}.",
+            "Use ['json'] (the default) for JSONSerializer sessions, or ['pickle', 'json'] to "
+            "also import PickleSerializer sessions (unpickled through the allow-list).",
+        )
+    try:
+        until_date = conf_module.parse_legacy_until(until)
+    except ValueError as exc:
+        until_date = None
+        error("E013", f"{PREFIX}LEGACY_UNTIL {exc}.", "For example datetime.date(2027, 3, 31).")
+    if type(write) is not bool:
+        error(
+            "E012",
+            f"{PREFIX}LEGACY_WRITE must be True or False, not {write!r}.",
+            "True during the dual-write period (rolling deploys, rollback), else False.",
+        )
+    if engine is None:
+        if write is True:
+            error(
+                "E012",
+                f"{PREFIX}LEGACY_WRITE is on but {PREFIX}LEGACY_ENGINE is not set, so no "
+                "stock-format record is written and a rollback would log users out.",
+                f"Set {PREFIX}LEGACY_ENGINE to the engine the site used, or remove "
+                f"{PREFIX}LEGACY_WRITE.",
+            )
+        stray = [n for n in ("LEGACY_FORMATS", "LEGACY_UNTIL") if hasattr(settings, PREFIX + n)]
+        if stray:
+            warning(
+                "W013",
+                f"{', '.join(PREFIX + name for name in stray)} "
+                f"{'has' if len(stray) == 1 else 'have'} no effect without "
+                f"{PREFIX}LEGACY_ENGINE.",
+                "Set PICKLESESSIONS_LEGACY_ENGINE, or remove them.",
+            )
+        return messages
+    try:
+        kind = engines.stock_kind(engine)
+    except engines.LegacyEngineProblem as exc:
+        error(
+            "E010",
+            f"{PREFIX}LEGACY_ENGINE: {exc}.",
+            "Name the engine the site used before, as it was in SESSION_ENGINE: "
+            "'django.contrib.sessions.backends.db', '.file', '.cache', '.cached_db' or "
+            "'.signed_cookies', or a module of the project whose SessionStore subclasses one.",
+        )
+        return messages
+    if write is True and kind == "signed_cookies":
+        error(
+            "E012",
+            f"{PREFIX}LEGACY_WRITE cannot be used with the signed_cookies engine: the browser "
+            "holds that session, in the same cookie our engine's session key then occupies.",
+            "Remove PICKLESESSIONS_LEGACY_WRITE. To go back to signed cookies, revert "
+            "SESSION_ENGINE: users whose cookie was replaced log in again.",
+        )
+    if kind in ("db", "cached_db") and not apps.is_installed("django.contrib.sessions"):
+        error(
+            "E014",
+            f"{PREFIX}LEGACY_ENGINE is the {kind} engine, whose table needs "
+            "'django.contrib.sessions' in INSTALLED_APPS.",
+            "Keep 'django.contrib.sessions' in INSTALLED_APPS until the legacy period ends "
+            "and the django_session table is dropped.",
+        )
+    if kind == "cache":
+        alias = settings.SESSION_CACHE_ALIAS
+        backend = settings.CACHES.get(alias, {}).get("BACKEND")
+        if backend not in LEGACY_CACHE_BACKENDS:
+            error(
+                "E015",
+                f"{PREFIX}LEGACY_ENGINE is the cache engine, and cache {alias!r} uses "
+                f"{backend!r}, whose stored bytes django_picklesessions cannot read itself. "
+                "Reading through the cache would unpickle them without any restriction.",
+                "Use one of Django's built-in cache backends ("
+                + ", ".join(sorted(b.rsplit(".", 1)[1] for b in LEGACY_CACHE_BACKENDS))
+                + ") for SESSION_CACHE_ALIAS, or let those sessions expire.",
+            )
+    if until_date is not None and conf_module.today() > until_date:
+        warning(
+            "W012",
+            f"{PREFIX}LEGACY_UNTIL ({until_date.isoformat()}) has passed: legacy sessions are "
+            "no longer read or written.",
+            "Remove the PICKLESESSIONS_LEGACY_* settings (and SESSION_SERIALIZER), and drop "
+            "the legacy store (docs/migrating.md).",
+        )
+    if _is_ours(settings.SESSION_ENGINE) is False:
+        warning(
+            "W014",
+            f"{PREFIX}LEGACY_ENGINE is set but SESSION_ENGINE ({settings.SESSION_ENGINE!r}) "
+            "is not one of django_picklesessions' engines, so nothing reads the legacy store.",
+            "Set SESSION_ENGINE to 'django_picklesessions.backends.db' (or .file), or remove "
+            "the PICKLESESSIONS_LEGACY_* settings.",
+        )
+    return messages

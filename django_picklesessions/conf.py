@@ -7,11 +7,14 @@ allow-list) are cached by their modules and dropped the same way.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils import timezone
 
 PREFIX = "PICKLESESSIONS_"
 
@@ -36,7 +39,15 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_PREFIX": "picklesessions:",
     # The cached_db engine: the Django cache in front of the table (None: SESSION_CACHE_ALIAS).
     "CACHE_ALIAS": None,
+    # Issue 9, the upgrade path from Django's stock engines (docs/settings.md, "Legacy sessions").
+    "LEGACY_ENGINE": None,
+    "LEGACY_FORMATS": ("json",),
+    "LEGACY_WRITE": False,
+    "LEGACY_UNTIL": None,
 }
+
+#: Payload formats of Django's stock serializers that ``PICKLESESSIONS_LEGACY_FORMATS`` may name.
+LEGACY_FORMAT_NAMES: frozenset[str] = frozenset(("json", "pickle"))
 
 
 class Settings:
@@ -135,6 +146,85 @@ class Settings:
     def CACHE_ALIAS(self) -> str:  # noqa: N802
         value = self._get("CACHE_ALIAS")
         return str(django_settings.SESSION_CACHE_ALIAS if value is None else value)
+
+    @property
+    def LEGACY_ENGINE(self) -> str | None:  # noqa: N802
+        """Dotted path of the stock engine the site used before, or None (legacy reads off)."""
+        value = self._get("LEGACY_ENGINE")
+        return None if value is None else str(value)
+
+    @property
+    def LEGACY_FORMATS(self) -> frozenset[str]:  # noqa: N802
+        """Payload formats imported from the legacy store: a subset of ``{"json", "pickle"}``."""
+        value = self._get("LEGACY_FORMATS")
+        problem = legacy_formats_problem(value)
+        if problem:
+            # Check E011 reports the same at startup; servers that skip checks fail here.
+            raise ImproperlyConfigured(f"{PREFIX}LEGACY_FORMATS {problem}.")
+        return frozenset(value)
+
+    @property
+    def LEGACY_WRITE(self) -> bool:  # noqa: N802
+        """Also write and delete the stock-format record on every save (dual-write period)."""
+        return bool(self._get("LEGACY_WRITE"))
+
+    @property
+    def LEGACY_UNTIL(self) -> datetime.date | None:  # noqa: N802
+        """Last day legacy records are read or written; None for no end."""
+        value = self._get("LEGACY_UNTIL")
+        try:
+            return parse_legacy_until(value)
+        except ValueError as exc:
+            # Check E013 reports the same at startup.
+            raise ImproperlyConfigured(f"{PREFIX}LEGACY_UNTIL {exc}.") from None
+
+    @property
+    def LEGACY_ACTIVE(self) -> bool:  # noqa: N802
+        """True while legacy records are read (and, with LEGACY_WRITE, written).
+
+        That is: LEGACY_ENGINE is set and today (the site's date, through Django's clock)
+        is not after LEGACY_UNTIL.
+        """
+        if self.LEGACY_ENGINE is None:
+            return False
+        until = self.LEGACY_UNTIL
+        return until is None or today() <= until
+
+
+def legacy_formats_problem(value: Any) -> str | None:
+    """Say what is wrong with a ``LEGACY_FORMATS`` value, or return None if it is usable."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        return f"must be a list of format names such as ['json', 'pickle'], not {value!r}"
+    if not value:
+        return "is empty; name at least one format, or unset PICKLESESSIONS_LEGACY_ENGINE"
+    unknown = [name for name in value if name not in LEGACY_FORMAT_NAMES]
+    if unknown:
+        return f"names unknown formats {unknown!r}; the formats are 'json' and 'pickle'"
+    return None
+
+
+def parse_legacy_until(value: Any) -> datetime.date | None:
+    """Return a ``LEGACY_UNTIL`` value as a date; raise ValueError saying what is wrong."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        raise ValueError(f"must be a date, not a datetime ({value!r}); use {value.date()!r}")
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(
+        f"must be None, a datetime.date or an ISO date string such as '2027-03-31', not {value!r}"
+    )
+
+
+def today() -> datetime.date:
+    """The site's current date, through Django's clock (so tests can move it)."""
+    now = timezone.now()
+    return timezone.localdate(now) if timezone.is_aware(now) else now.date()
 
 
 conf = Settings()

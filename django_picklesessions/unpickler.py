@@ -45,7 +45,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django_picklesessions.allowlist import AllowList, get_allow_list, never_allowed
+from django_picklesessions.allowlist import (
+    NEVER_ALLOWED_MODULES,
+    NEVER_ALLOWED_NAMES,
+    AllowList,
+    get_allow_list,
+    never_allowed,
+)
 from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import ValueRejected
 
@@ -836,7 +842,10 @@ def validate_opcodes(data: bytes, allowed: dict[tuple[str, str], type] | None = 
             operands = stack[-count:]
             del stack[-count:]
             cls, args = operands[0], operands[1]
-            if type(cls) is not _Node or cls.kind != _GLOBAL:
+            if type(cls) is not _Node or (
+                cls.kind != _GLOBAL and not (cls.kind == _OBJECT and cls.cls is _Placeholder)
+            ):
+                # (Salvage only: what a refused global returned is an inert placeholder.)
                 raise _bad(f"{_OPCODE_NAMES[op]} of something that is not an allowed class")
             if type(args) is not _Node or args.kind != _TUPLE:
                 raise _bad(f"{_OPCODE_NAMES[op]} arguments are not a tuple")
@@ -848,6 +857,8 @@ def validate_opcodes(data: bytes, allowed: dict[tuple[str, str], type] | None = 
             if objects > MAX_STRICT_OBJECTS:
                 raise _over("objects")
             node = _Node(_OBJECT, 1)
+            if cls.cls is _Placeholder:
+                node.cls = _Placeholder
             for operand in operands[1:]:
                 _place(node, operand)
             node.depth = max(node.depth - 1, 1)  # the arguments' tuple is not a level
@@ -1019,3 +1030,391 @@ def loads(data: bytes) -> Any:
     except Exception as exc:
         # Any constructor of an allowed class may raise anything; it is still just bad data.
         raise ValueRejected(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc
+
+
+# --- Salvage: a legacy whole-dict pickle, dropping only the keys that hold refused values ---
+
+
+class _Placeholder:
+    """Stands, inertly, for a global the allow-list refused, or for an object that failed.
+
+    Whatever the stream asks of it (calling, building, filling) does nothing and returns
+    another placeholder; it holds no state but the name it stands for.
+    """
+
+    __slots__ = ("refused",)
+    refused: str
+    #: The refused ``module.name``; set on the subclass made for each name.
+    global_name = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Placeholder:
+        self = object.__new__(cls)
+        self.refused = cls.global_name
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Placeholder:
+        result = type(self)()
+        result.refused = self.refused
+        return result
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def append(self, item: Any) -> None:
+        pass
+
+    def extend(self, items: Any) -> None:
+        pass
+
+    def add(self, item: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<refused {self.refused}>"
+
+
+def _legacy_suspicious(module: str, name: str) -> bool:
+    """Whether a global in a legacy pickle can only be a gadget, never data Django wrote.
+
+    Stock Django pickled anything, so a legacy session may name functions and nested names
+    (a lazy string holds ``django.utils.functional._lazy_proxy_unpickle`` and ``builtins.str``,
+    a ZoneInfo ``builtins.getattr`` of ``zoneinfo.ZoneInfo``): those are dropped as not
+    allowed. A forgery is a never-allowed name (``os.system``, ``builtins.eval``,
+    ``functools.partial``), a name in a never-allowed module other than ``builtins`` (whose
+    types stock pickles use), a qualname walking into one of those modules, or a name
+    protocol 5 never writes (dunder or non-identifier parts).
+    """
+    parts = [*module.split("."), *name.split(".")]
+    if not all(part.isidentifier() and "__" not in part for part in parts):
+        return True
+    full = f"{module}.{name}"
+    if full == "builtins.getattr":
+        return False  # how pickle writes a bound method: ZoneInfo pickles as one
+    if full in NEVER_ALLOWED_NAMES or module == "uuid" and name != "UUID":
+        return True
+    root = parts[0]
+    return (root != "builtins" and never_allowed(module, name)) or any(
+        part in NEVER_ALLOWED_MODULES for part in name.split(".")[:-1]
+    )
+
+
+class _LenientNames(dict[tuple[str, str], type]):
+    """Strict mode's view of the globals in salvage: any refused name becomes a placeholder."""
+
+    def get(self, key: tuple[str, str], default: Any = None) -> type:
+        return super().get(key) or _Placeholder
+
+
+_GETATTR = ("builtins", "getattr")
+
+
+def _global_name(obj: Any) -> str:
+    if isinstance(obj, _Placeholder):
+        return obj.refused
+    if isinstance(obj, type):
+        return obj.global_name if issubclass(obj, _Placeholder) else _clip(obj.__qualname__)
+    return type(obj).__qualname__
+
+
+def _poison_reason(func: Any, args: Any, exc: Exception) -> str:
+    for arg in args if isinstance(args, tuple) else ():
+        if isinstance(arg, _Placeholder):
+            return str(arg.refused)  # the refused global that made the constructor fail
+    what = _global_name(func)
+    return _clip(f"{what}() failed: {type(exc).__name__}: {exc}", 200)
+
+
+_NOTHING = object()
+
+
+class _SalvageUnpickler(pickle._Unpickler):
+    """Pure-Python unpickler for salvage: refused globals and failed constructions become
+    placeholders instead of failing the whole load. Used only after the C loader refused."""
+
+    # The pure-Python unpickler's internals (CPython 3.10 to 3.13 alike).
+    dispatch = dict(pickle._Unpickler.dispatch)
+    stack: list[Any]
+    memo: dict[int, Any]
+    append: Callable[[Any], None]
+    pop_mark: Callable[[], list[Any]]
+
+    def __init__(self, file: io.BytesIO, allowed: dict[tuple[str, str], type]) -> None:
+        super().__init__(file, fix_imports=False)
+        self._allowed = allowed
+        self._placeholders: dict[tuple[str, str], type[_Placeholder]] = {}
+
+    def find_class(self, module: str, name: str) -> type:
+        found = self._allowed.get((module, name))
+        if found is not None:
+            return found
+        if _legacy_suspicious(module, name):
+            raise SuspiciousValue(f"global '{_clip(module)}.{_clip(name)}' is never allowed")
+        cls = self._placeholders.get((module, name))
+        if cls is None:
+            cls = type(
+                "Refused", (_Placeholder,), {"__slots__": (), "global_name": f"{module}.{name}"}
+            )
+            self._placeholders[module, name] = cls
+        return cls
+
+    def _poison(self, reason: str, target: Any = _NOTHING) -> None:
+        # Replace the failed object on the stack and wherever the memo already holds it, so
+        # that no later reference reaches a half-built object.
+        poison = _Placeholder()
+        poison.refused = reason
+        self.stack[-1] = poison
+        if target is not _NOTHING:
+            for index, value in list(self.memo.items()):
+                if value is target:
+                    self.memo[index] = poison
+
+    def load_reduce(self) -> None:
+        stack = self.stack
+        args = stack.pop()
+        func = stack[-1]
+        if not isinstance(func, (type, _Placeholder)):
+            # Stock pickles call only globals and bound methods (placeholders: getattr is not
+            # allowed); calling an object of an allowed class would run its __call__.
+            raise _bad("REDUCE of something that is not a class")
+        try:
+            result = func(*args)
+        except _Refusal:
+            raise
+        except Exception as exc:
+            self._poison(_poison_reason(func, args, exc))
+            return
+        if isinstance(result, _Placeholder) and func is self._placeholders.get(_GETATTR):
+            # A bound method (getattr(owner, name)): name the method, not getattr.
+            owner, attribute = (args + (None, None))[:2]
+            if isinstance(attribute, str):
+                result.refused = f"{_global_name(owner)}.{_clip(attribute)}"
+        stack[-1] = result
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(None)
+        try:
+            self.stack[-1] = cls.__new__(cls, *args)
+        except _Refusal:
+            raise
+        except Exception as exc:
+            self._poison(_poison_reason(cls, args, exc))
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(None)
+        try:
+            self.stack[-1] = cls.__new__(cls, *args, **kwargs)
+        except _Refusal:
+            raise
+        except Exception as exc:
+            self._poison(_poison_reason(cls, args, exc))
+
+    def _fill(self, action: Callable[[Any, Any], None], operand: Any) -> None:
+        target = self.stack[-1]
+        try:
+            action(target, operand)
+        except _Refusal:
+            raise
+        except Exception as exc:
+            self._poison(_poison_reason(type(target), (), exc), target)
+
+    def load_build(self) -> None:
+        target = self.stack[-2]
+        try:
+            pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]  # pops the state first: on failure the target is on top
+        except _Refusal:
+            raise
+        except Exception as exc:
+            self._poison(_poison_reason(type(target), (), exc), target)
+
+    def load_append(self) -> None:
+        value = self.stack.pop()
+        self._fill(_append, value)
+
+    def load_appends(self) -> None:
+        items = self.pop_mark()
+        self._fill(_extend, items)
+
+    def load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._fill(_setitems, [key, value])
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        self._fill(_setitems, items)
+
+    def load_additems(self) -> None:
+        items = self.pop_mark()
+        self._fill(_additems, items)
+
+    def refuse_opcode(self) -> None:
+        raise _bad("opcode not allowed in a session pickle")
+
+
+for _opcode, _method in (
+    (pickle.REDUCE, "load_reduce"),
+    (pickle.NEWOBJ, "load_newobj"),
+    (pickle.NEWOBJ_EX, "load_newobj_ex"),
+    (pickle.BUILD, "load_build"),
+    (pickle.APPEND, "load_append"),
+    (pickle.APPENDS, "load_appends"),
+    (pickle.SETITEM, "load_setitem"),
+    (pickle.SETITEMS, "load_setitems"),
+    (pickle.ADDITEMS, "load_additems"),
+    # Opcodes Django's protocol-5 pickles never hold; EXT* and PERSID skip find_class.
+    *(
+        (opcode, "refuse_opcode")
+        for opcode in (
+            pickle.GLOBAL,
+            pickle.INST,
+            pickle.OBJ,
+            pickle.EXT1,
+            pickle.EXT2,
+            pickle.EXT4,
+            pickle.PERSID,
+            pickle.BINPERSID,
+        )
+    ),
+):
+    _SalvageUnpickler.dispatch[_opcode[0]] = vars(_SalvageUnpickler)[_method]
+del _opcode, _method
+
+
+def _append(target: Any, value: Any) -> None:
+    target.append(value)
+
+
+def _extend(target: Any, items: list[Any]) -> None:
+    if isinstance(target, list):
+        target.extend(items)
+    else:
+        for item in items:
+            target.append(item)
+
+
+def _setitems(target: Any, items: list[Any]) -> None:
+    for i in range(0, len(items), 2):
+        target[items[i]] = items[i + 1]
+
+
+def _additems(target: Any, items: list[Any]) -> None:
+    if isinstance(target, set):
+        target.update(items)
+    else:
+        for item in items:
+            target.add(item)
+
+
+class _Found(Exception):
+    pass
+
+
+class _PlaceholderFinder(pickle.Pickler):
+    """Walks a value as pickling would (what a save stores) and stops at a placeholder."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _Placeholder):
+            raise _Found(obj.refused)
+        if isinstance(obj, type) and issubclass(obj, _Placeholder):
+            raise _Found(obj.global_name)
+        return NotImplemented
+
+
+def _refused_inside(value: Any) -> str | None:
+    """Return the refused global (or failure) a value holds, or None if it holds none."""
+    try:
+        _PlaceholderFinder(io.BytesIO(), protocol=5).dump(value)
+    except _Found as found:
+        return str(found)
+    except Exception as exc:
+        return _clip(f"cannot be checked: {type(exc).__name__}: {exc}", 200)
+    return None
+
+
+def salvage_loads(data: bytes) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Unpickle a legacy session, a protocol-5 pickle of the whole dict, keeping what is allowed.
+
+    Returns ``(kept, dropped)``: the session without the top-level keys whose values hold a
+    global the allow-list refuses (a model instance, a lazy string, a ZoneInfo...), and
+    ``(key, refused global or reason)`` for each key dropped. The login keys are plain
+    strings, so they survive a refused cart.
+
+    Raises :class:`SuspiciousValue` when the stream names a global that can only be a gadget
+    (the never-allow list, a dunder or non-identifier name, an attribute walk into it) or is
+    malformed: under a valid MAC that means a forgery. Raises ValueRejected when strict mode
+    refuses the stream for a resource bound.
+
+    Why it cannot be used to build anything: globals still come only from the exact
+    allow-list dictionary, so the only callables the stream can reach are allowed classes
+    and :class:`_Placeholder`, which does nothing and returns only placeholders; a
+    never-allowed name stops the load at ``find_class``, before anything is called. A
+    construction that fails (an allowed constructor handed a placeholder) yields a
+    placeholder too, replacing the half-built object in the memo. Every kept value is then
+    walked as a save would pickle it, and any value reaching a placeholder is dropped whole.
+    Strict mode and the opcodes refused are those of :func:`loads`, plus GLOBAL, INST, OBJ,
+    EXT* and PERSID, which a protocol-5 pickle of Django's never holds.
+    """
+    if not (data.startswith(b"\x80\x05") and data.endswith(b".")):
+        raise SuspiciousValue("not a protocol-5 pickle")
+    allow = get_allow_list()
+    unpickler = _unpickler_class(allow)
+    try:
+        if conf.STRICT_UNPICKLING or _extensions_registered():
+            validate_opcodes(data, _LenientNames(allow.by_name))
+        try:
+            stream = io.BytesIO(data)
+            reader = unpickler(stream, fix_imports=False)
+            fetched = reader.fetched = []
+            value = reader.load()
+            del reader  # and with it the memo and stack, which refer to the stand-ins
+            if stream.tell() == len(data) and _is_session(value):
+                if fetched and _holds_stand_ins(fetched):
+                    value = _with_classes(value, {})
+                return value, []
+        except (RecursionError, MemoryError, _Refusal):
+            raise  # a guard of the stand-ins (BUILD on a class, a bad date): a forgery
+        except Exception:
+            pass  # a refused global or a failed construction: salvage what can be kept
+        stream = io.BytesIO(data)
+        # The same stand-ins as the C loader's: BUILD on a class and invalid dates are
+        # refused here too, whole (the _Refusal passes through every placeholder path).
+        value = _SalvageUnpickler(stream, unpickler.loaders).load()
+        if stream.tell() != len(data):
+            raise _bad("bytes after STOP")
+        value = _with_classes(value, {})
+    except (SuspiciousValue, ValueRejected):
+        raise
+    except _Refusal as exc:
+        raise (ValueRejected if exc.limit else SuspiciousValue)(str(exc)) from exc
+    except RecursionError as exc:
+        raise SuspiciousValue("nesting too deep") from exc
+    except MemoryError as exc:
+        raise SuspiciousValue("out of memory") from exc
+    except Exception as exc:
+        raise SuspiciousValue(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc
+    if not _is_session(value):
+        raise SuspiciousValue("not a session: a dict with str keys")
+    kept: dict[str, Any] = {}
+    dropped: list[tuple[str, str]] = []
+    for key, item in value.items():
+        refused = _refused_inside(item)
+        if refused is None:
+            kept[key] = item
+        else:
+            dropped.append((key, refused))
+    return kept, dropped
+
+
+def _is_session(value: Any) -> bool:
+    return type(value) is dict and all(type(key) is str for key in value)

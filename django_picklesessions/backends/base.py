@@ -26,6 +26,7 @@ from django.contrib.sessions.backends.base import (
     SessionBase,
     UpdateError,
 )
+from django.core import signing
 from django.utils import timezone
 
 from django_picklesessions import merge, record, unpickler
@@ -38,10 +39,12 @@ from django_picklesessions.exceptions import (
     VersionConflict,
 )
 from django_picklesessions.keys import get_keyring
+from django_picklesessions.legacy import adoption
 from django_picklesessions.pickler import Writer, get_writer
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 logger = logging.getLogger("django_picklesessions")
+legacy_logger = logging.getLogger("django_picklesessions.legacy")
 
 # Marks a value that is still pickled; a private class so no session value can be it.
 _Pending = type("_Pending", (), {"__repr__": lambda self: "<not decoded>", "_flat_repr": True})
@@ -53,6 +56,11 @@ _VALID_KEY_CHARS = frozenset(VALID_KEY_CHARS)
 
 # Values of these types cannot change in place: read-only access needs no re-pickling.
 _IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def valid_session_key(key: str) -> bool:
+    """Return True for a key these engines could have issued: at most 64 of [a-z0-9]."""
+    return 0 < len(key) <= MAX_KEY_LENGTH and _VALID_KEY_CHARS.issuperset(key)
 
 
 def epoch_now() -> int:
@@ -368,11 +376,21 @@ class PickleSessionBase(SessionBase):
 
     def __init__(self, session_key: str | None = None) -> None:
         self._explicitly_modified = False
-        super().__init__(session_key)
+        # SessionBase.__init__ is not called: it imports SESSION_SERIALIZER, and on Django >= 5
+        # a settings file still naming the removed PickleSerializer would make every request
+        # raise ImportError. These engines never use a serializer (record.py is the format);
+        # check W010 reports such a setting. tests/legacy/test_no_serializer_import.py keeps
+        # these attributes equal to what SessionBase.__init__ sets.
+        self._session_key = session_key
+        self.accessed = False
+        self.modified = False
+        self.serializer = signing.JSONSerializer  # Django's default, for code that reads it
         # Identity, counter and key of the record this session was loaded from.
         self._loaded_sid: bytes | None = None
         self._loaded_version = 0
         self._loaded_with_fallback = False
+        # While a legacy session is being imported: its expiry, which the import never extends.
+        self._import_expiry: int | None = None
 
     @property
     def key_salt(self) -> str:
@@ -527,6 +545,10 @@ class PickleSessionBase(SessionBase):
         now = epoch_now()
         # The expiry comes from the data being written, never from a (re)load of the store.
         expires_at = now + self.get_expiry_age(expiry=data.get("_session_expiry"))
+        if self._import_expiry is not None:
+            # An imported legacy session ends exactly when the stock engine would have ended
+            # it: a bound counted from its last save, never later than now + age.
+            expires_at = self._import_expiry
         version = 1 if must_create else self._loaded_version + 1
         data_bytes = record.encode(
             entries,
@@ -559,10 +581,13 @@ class PickleSessionBase(SessionBase):
         key = self.session_key
         if not key:
             return None
-        if len(key) > MAX_KEY_LENGTH or not _VALID_KEY_CHARS.issuperset(key):
+        if not valid_session_key(key):
             # Our keys are 32 of [a-z0-9]; anything else is a forged cookie. It is hashed like
             # any key, so it could do no harm in storage, but it is not worth a query either.
-            security_logger.warning("Session key refused (format): %r…", key[:8])
+            # A stock signed_cookies session looks the same: while it may be imported, it is
+            # verified instead (legacy.sources), and a bad one logged there.
+            if not adoption.reads_cookies():
+                security_logger.warning("Session key refused (format): %r…", key[:8])
             return None
         return self.address(key)
 
@@ -575,11 +600,22 @@ class PickleSessionBase(SessionBase):
 
     def load(self) -> SessionData:  # type: ignore[override]
         address = self._key_to_read()
-        return self._loaded(None if address is None else self._read(address))
+        data = None if address is None else self._read(address)
+        if self.session_key and adoption.active():
+            # The upgrade path: a session only the legacy store holds is imported here.
+            adopted: SessionData | None = adoption.on_load(self, address, data)
+            if adopted is not None:
+                return adopted
+        return self._loaded(data)
 
     async def aload(self) -> SessionData:  # type: ignore[override]
         address = self._key_to_read()
-        return self._loaded(None if address is None else await self._aread(address))
+        data = None if address is None else await self._aread(address)
+        if self.session_key and adoption.active():
+            adopted: SessionData | None = await sync_to_async(adoption.on_load)(self, address, data)
+            if adopted is not None:
+                return adopted
+        return self._loaded(data)
 
     def exists(self, session_key: str) -> bool:
         return self._contains(self.address(session_key))
@@ -653,6 +689,8 @@ class PickleSessionBase(SessionBase):
                 self._catch_up(data, self._read(address))
                 continue
             self._written(data, prepared)
+            if self._import_expiry is None and adoption.writes():
+                adoption.mirror(self, data, prepared.expires_at)
             return
         raise self._lost_the_race()
 
@@ -675,6 +713,8 @@ class PickleSessionBase(SessionBase):
                 self._catch_up(data, await self._aread(address))
                 continue
             self._written(data, prepared)
+            if self._import_expiry is None and adoption.writes():
+                await sync_to_async(adoption.mirror)(self, data, prepared.expires_at)
             return
         raise self._lost_the_race()
 
@@ -759,14 +799,21 @@ class PickleSessionBase(SessionBase):
         return self.address(session_key)
 
     def delete(self, session_key: str | None = None) -> None:
+        raw_key = self.session_key if session_key is None else session_key
         address = self._deleting(session_key)
         if address is not None:
             self._remove(address)
+        if raw_key and adoption.active():
+            # Logout and cycle_key: the legacy copy must not bring the session back.
+            adoption.forget(raw_key)
 
     async def adelete(self, session_key: str | None = None) -> None:
+        raw_key = self.session_key if session_key is None else session_key
         address = self._deleting(session_key)
         if address is not None:
             await self._aremove(address)
+        if raw_key and adoption.active():
+            await sync_to_async(adoption.forget)(raw_key)
 
     def clear(self) -> None:
         # Django replaces the cache with {}; emptying ours keeps what was loaded, so the

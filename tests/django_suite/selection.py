@@ -76,3 +76,28 @@ EXCLUDED: dict[str, str] = {
     "SessionBaseTests.test_save": _NOT_IMPLEMENTED,
     "SessionBaseTests.test_asave": _NOT_IMPLEMENTED,
 }
+
+#: Django's tests of its own engines, run with the bridge serializer as SESSION_SERIALIZER
+#: (tests/django_suite/test_bridge_serializer.py).
+BRIDGE_RUN: tuple[str, ...] = (
+    "DatabaseSessionTests",
+    "CacheDBSessionTests",
+    "FileSessionTests",
+    "FileSessionPathLibTests",
+    "CookieSessionTests",
+)
+
+#: Tests of those classes that cannot apply with another serializer: name -> reason.
+BRIDGE_EXCLUDED: dict[str, str] = {
+    "CookieSessionTests.test_unpickling_exception": (
+        "asserts that the store's serializer is Django's default JSONSerializer"
+    ),
+    "CacheDBSessionTests.test_cache_set_failure_non_fatal": (
+        "needs cache.failing_cache from Django's own cache tests, which the harness does not"
+        " fetch (only sessions_tests)"
+    ),
+    "CacheDBSessionTests.test_cache_async_set_failure_non_fatal": (
+        "needs cache.failing_cache from Django's own cache tests, which the harness does not"
+        " fetch (only sessions_tests)"
+    ),
+}
