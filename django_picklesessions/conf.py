@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_PREFIX": "picklesessions:",
     # The cached_db engine: the Django cache in front of the table (None: SESSION_CACHE_ALIAS).
     "CACHE_ALIAS": None,
+    # The size budget (docs/operations.md): a save over it logs a warning (None: no budget).
+    "SOFT_RECORD_SIZE": None,
 }
 
 
@@ -135,6 +137,11 @@ class Settings:
     def CACHE_ALIAS(self) -> str:  # noqa: N802
         value = self._get("CACHE_ALIAS")
         return str(django_settings.SESSION_CACHE_ALIAS if value is None else value)
+
+    @property
+    def SOFT_RECORD_SIZE(self) -> int | None:  # noqa: N802
+        value = self._get("SOFT_RECORD_SIZE")
+        return None if value is None else int(value)
 
 
 conf = Settings()

@@ -33,6 +33,7 @@ import io
 import pickle
 import pickletools
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from django_picklesessions.allowlist import AllowList, get_allow_list, never_allowed
@@ -135,6 +136,7 @@ class _NotAllowed(pickle.UnpicklingError):
 
     def __init__(self, module: str, name: str) -> None:
         super().__init__(f"global '{_clip(module)}.{_clip(name)}' is not allowed")
+        self.module, self.name = module, name
         self.suspicious = not _plain_class_name(module, name) or never_allowed(module, name)
 
 
@@ -668,3 +670,33 @@ def loads(data: bytes) -> Any:
     except Exception as exc:
         # Any constructor of an allowed class may raise anything; it is still just bad data.
         raise ValueRejected(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why :func:`loads` refuses a value, for reports (``manage.py check_sessions``)."""
+
+    #: ``not_allowed`` (a global outside the allow-list), ``strict_bound`` (over a
+    #: strict-mode bound), ``suspicious`` (bytes our writer never produces) or ``error``
+    #: (an allowed class's constructor raised).
+    kind: str
+    #: The refused global (``not_allowed`` only), as written in the stream, unclipped.
+    module: str
+    qualname: str
+    message: str
+
+
+def diagnose(data: bytes) -> Refusal | None:
+    """Load ``data`` as a request would; return None if it loads, or why it does not."""
+    try:
+        loads(data)
+    except ValueRejected as exc:
+        cause = exc.__cause__
+        if isinstance(cause, _NotAllowed):
+            kind = "suspicious" if cause.suspicious else "not_allowed"
+            return Refusal(kind, cause.module, cause.name, str(exc))
+        if isinstance(cause, _Refusal) and cause.limit:
+            return Refusal("strict_bound", "", "", str(exc))
+        kind = "suspicious" if isinstance(exc, SuspiciousValue) else "error"
+        return Refusal(kind, "", "", str(exc))
+    return None
