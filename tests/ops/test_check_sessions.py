@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from django_picklesessions import inspection, inventory, unpickler
+from django_picklesessions import inspection, inventory, stats, unpickler
 from tests.cart import NotAllowed
 from tests.helpers import sign_raw
 from tests.ops.storage import ENGINES, NEW, OLD, SOFT, Fixture, dumps, fill, new_key, put, snapshot
@@ -117,7 +117,8 @@ def test_memory_stays_flat(engine: str, count: int) -> None:
     """Peak traced memory of a scan of 3000 records is about that of a scan of 300."""
     store = inventory.store_class()
     expires = int(time.time()) + 3600
-    peaks = []
+    peaks: list[int] = []
+    stats_peaks: list[int] = []
     stored = 0
     for total in (count // 10, count):
         for _ in range(total - stored):
@@ -129,12 +130,16 @@ def test_memory_stays_flat(engine: str, count: int) -> None:
         try:
             report = inspection.inspect(inventory.records(store, 100), now=int(time.time()))
             peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.reset_peak()
+            collected = stats.collect(inventory.records(store, 100), now=int(time.time()))
+            stats_peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
-        assert report.records == total
+        assert report.records == collected.records == total
         assert report.logged_in_losing == total
     # Ten times the records, at most 100 kB more (one batch is ~40 kB): nothing grows per record.
     assert peaks[1] - peaks[0] < 100_000, peaks
+    assert stats_peaks[1] - stats_peaks[0] < 100_000, stats_peaks
 
 
 def test_diagnose_says_why_a_value_is_refused(settings: Any) -> None:
