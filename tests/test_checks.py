@@ -297,3 +297,17 @@ def test_w040_file_path_is_djangos_session_file_path(tmp_path: Path) -> None:
         PICKLESESSIONS_FILE_PATH=shared, SESSION_FILE_PATH=str(tmp_path / "django")
     ):
         assert ids() == []
+
+
+@pytest.mark.parametrize("soft", [0, -1, "4096", 1.5])
+def test_e050_soft_record_size_not_a_positive_int(soft: object) -> None:
+    with override_settings(PICKLESESSIONS_SOFT_RECORD_SIZE=soft):
+        assert ids() == ["django_picklesessions.E050"]
+
+
+def test_w050_soft_record_size_not_below_the_hard_limit() -> None:
+    with override_settings(PICKLESESSIONS_SOFT_RECORD_SIZE=300_000):
+        assert ids() == ["django_picklesessions.W050"]
+        assert "MAX_RECORD_SIZE (262144)" in messages("django_picklesessions.W050")[0]
+    with override_settings(PICKLESESSIONS_SOFT_RECORD_SIZE=64 * 1024):
+        assert ids() == []
