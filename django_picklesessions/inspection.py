@@ -124,23 +124,15 @@ def inspect(
 
 def _inspect_one(report: Report, address: str, data: bytes, now: int, keyring: Keyring) -> None:
     try:
-        verified = record.decode(
-            data,
-            sid=bytes.fromhex(address),  # the address is the SHA-256 the MAC binds
-            now=now,
-            keyring=keyring,
-            max_record_size=conf.MAX_RECORD_SIZE,
-            max_payload_size=conf.MAX_PAYLOAD_SIZE,
-            check_expiry=False,
-        )
+        verified = verify(address, data, now=now, keyring=keyring, check_expiry=False)
     except RecordError as exc:
         if exc.reason == "unknown_key":
             report.unknown += 1
-            report.by_key_id[_key_id(data)] += 1
+            report.by_key_id[key_id_of(data)] += 1
         else:
             report.invalid[exc.reason] += 1
         return
-    report.by_key_id[_key_id(data)] += 1
+    report.by_key_id[key_id_of(data)] += 1
     if verified.key_position == 0:
         report.current += 1
     else:
@@ -177,8 +169,27 @@ def _inspect_one(report: Report, address: str, data: bytes, now: int, keyring: K
         report.logged_in_losing += logged_in
 
 
-def _key_id(data: bytes) -> str:
-    # After the magic (4 bytes), the format version and the flags (1 byte each).
+def verify(
+    address: str, data: bytes, *, now: int, keyring: Keyring, check_expiry: bool
+) -> record.Record:
+    """Verify a stored record as a load would; raise RecordError with the reason if not.
+
+    The address is the SHA-256 of the session key, which is what the MAC binds: no session
+    key is needed to verify a record where it is stored.
+    """
+    return record.decode(
+        data,
+        sid=bytes.fromhex(address),
+        now=now,
+        keyring=keyring,
+        max_record_size=conf.MAX_RECORD_SIZE,
+        max_payload_size=conf.MAX_PAYLOAD_SIZE,
+        check_expiry=check_expiry,
+    )
+
+
+def key_id_of(data: bytes) -> str:
+    """The hex key id in a record's header (after magic, format version and flags)."""
     return data[6 : 6 + KEY_ID_SIZE].hex()
 
 

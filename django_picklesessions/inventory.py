@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from argparse import ArgumentParser
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +177,16 @@ def _glob_escape(text: str) -> str:
 def _locmem_records() -> Iterator[tuple[str, bytes]]:
     for address, (data, _expires_at) in list(locmem._records.items()):
         yield address, data
+
+
+def add_batch_size_argument(parser: ArgumentParser) -> None:
+    """The ``--batch-size`` option every operations command takes."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        help="Records read per query or round trip (default %(default)s).",
+    )
 
 
 class Progress:

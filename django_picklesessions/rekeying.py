@@ -18,6 +18,7 @@ from django_picklesessions import record
 from django_picklesessions.backends.base import PickleSessionBase
 from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import RecordError, SessionTooLarge, VersionConflict
+from django_picklesessions.inspection import verify
 from django_picklesessions.keys import get_keyring
 
 #: Times one record is read again after losing a race, before it is left for the next run.
@@ -60,14 +61,7 @@ def rekey_one(store: PickleSessionBase, address: str, data: bytes | None, now: i
         if data is None:
             return "deleted"
         try:
-            verified = record.decode(
-                data,
-                sid=sid,
-                now=now,
-                keyring=keyring,
-                max_record_size=conf.MAX_RECORD_SIZE,
-                max_payload_size=conf.MAX_PAYLOAD_SIZE,
-            )
+            verified = verify(address, data, now=now, keyring=keyring, check_expiry=True)
         except RecordError as exc:
             return exc.reason if exc.reason in ("expired", "unknown_key") else "invalid"
         if verified.key_position == 0:

@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django_picklesessions import record
-from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import RecordError
-from django_picklesessions.keys import KEY_ID_SIZE, get_keyring
+from django_picklesessions.inspection import key_id_of, verify
+from django_picklesessions.keys import get_keyring
 
 #: Session key names tracked one by one; further names are added up under ``OTHER``.
 MAX_KEY_NAMES = 10_000
@@ -86,10 +85,6 @@ def _expiry_label(seconds_left: int) -> str:
     return LATER
 
 
-def _key_id(data: bytes) -> str:
-    return data[6 : 6 + KEY_ID_SIZE].hex()  # after magic, format version and flags
-
-
 def collect(
     items: Iterable[tuple[str, bytes]], *, now: int, progress: Callable[[int], None] | None = None
 ) -> Stats:
@@ -102,22 +97,14 @@ def collect(
         if progress is not None:
             progress(stats.records)
         try:
-            verified = record.decode(
-                data,
-                sid=bytes.fromhex(address),
-                now=now,
-                keyring=keyring,
-                max_record_size=conf.MAX_RECORD_SIZE,
-                max_payload_size=conf.MAX_PAYLOAD_SIZE,
-                check_expiry=False,
-            )
+            verified = verify(address, data, now=now, keyring=keyring, check_expiry=False)
         except RecordError as exc:
             if exc.reason == "unknown_key":
-                stats.by_key_id[_key_id(data)] += 1
+                stats.by_key_id[key_id_of(data)] += 1
             else:
                 stats.invalid += 1
             continue
-        stats.by_key_id[_key_id(data)] += 1
+        stats.by_key_id[key_id_of(data)] += 1
         stats.expiry[_expiry_label(verified.expires_at - now)] += 1
         for key, value in verified.entries.items():
             if key not in stats.key_bytes and len(stats.key_bytes) >= MAX_KEY_NAMES:

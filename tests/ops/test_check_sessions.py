@@ -15,17 +15,7 @@ from django.core.management.base import CommandError
 from django_picklesessions import inspection, inventory, stats, unpickler
 from tests.cart import NotAllowed
 from tests.helpers import sign_raw
-from tests.ops.storage import ENGINES, NEW, OLD, SOFT, Fixture, dumps, fill, new_key, put, snapshot
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> str:
-    name: str = request.param
-    settings.SESSION_ENGINE = f"django_picklesessions.backends.{name}"
-    settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
-    settings.PICKLESESSIONS_KEYS = [NEW, OLD]
-    settings.PICKLESESSIONS_SOFT_RECORD_SIZE = SOFT
-    return name
+from tests.ops.storage import Fixture, dumps, fill, new_key, put, snapshot
 
 
 def run(*args: str) -> str:

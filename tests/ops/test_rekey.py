@@ -10,21 +10,11 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from django_picklesessions import inventory, record, rekeying, unpickler
-from django_picklesessions.conf import conf
+from django_picklesessions import inspection, inventory, record, rekeying, unpickler
+from django_picklesessions.backends.base import PickleSessionBase
 from django_picklesessions.keys import get_keyring
 from tests.helpers import sign_raw
-from tests.ops.storage import ENGINES, NEW, OLD, SOFT, dumps, fill, new_key, put, ring
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> str:
-    name: str = request.param
-    settings.SESSION_ENGINE = f"django_picklesessions.backends.{name}"
-    settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
-    settings.PICKLESESSIONS_KEYS = [NEW, OLD]
-    settings.PICKLESESSIONS_SOFT_RECORD_SIZE = SOFT
-    return name
+from tests.ops.storage import OLD, Fixture, dumps, fill, new_key, put, ring
 
 
 def rekey() -> str:
@@ -40,29 +30,37 @@ def check() -> dict[str, Any]:
     return report
 
 
-def verified(data: bytes, key: str) -> record.Record:
-    return record.decode(
-        data,
-        sid=record.session_id(key),
-        now=int(time.time()),
-        keyring=get_keyring(),
-        max_record_size=conf.MAX_RECORD_SIZE,
-        max_payload_size=conf.MAX_PAYLOAD_SIZE,
+def stored(store: PickleSessionBase, address: str) -> record.Record:
+    """The record at ``address``, verified (from the table itself on cached_db)."""
+    data = store._read(address)
+    assert data is not None
+    return inspection.verify(
+        address, data, now=int(time.time()), keyring=get_keyring(), check_expiry=True
     )
+
+
+def read_before_a_concurrent_save(engine: str) -> tuple[Fixture, PickleSessionBase, str, bytes]:
+    """Store the fixture; return it, a store, and the fallback record's address and bytes."""
+    fixture = fill(engine)
+    store = fixture.store()
+    address = fixture.address("fallback")
+    stale = store._read(address)
+    assert stale is not None
+    return fixture, store, address, stale
 
 
 def test_rekey_resigns_fallback_records_and_a_second_run_finds_nothing(engine: str) -> None:
     fixture = fill(engine)
     store = fixture.store()
     address = fixture.address("fallback")
-    before = verified(store._read(address) or b"", fixture.keys["fallback"])
+    before = stored(store, address)
     assert before.key_position == 1
     others = {a: d for a, d in inventory.records(fixture.store) if a != address}
 
     text = rekey()
     assert "re-signed with the current key: 1" in text
     assert "already on the current key: 6" in text
-    after = verified(store._read(address) or b"", fixture.keys["fallback"])
+    after = stored(store, address)
     assert after.key_position == 0
     assert after.entries == before.entries  # the same pickled bytes, nothing re-pickled
     assert (after.expires_at, after.issued_at) == (before.expires_at, before.issued_at)
@@ -81,34 +79,27 @@ def test_rekey_resigns_fallback_records_and_a_second_run_finds_nothing(engine: s
 
 
 def test_a_concurrent_save_is_never_overwritten(engine: str) -> None:
-    fixture = fill(engine)
-    store = fixture.store()
-    key, address = fixture.keys["fallback"], fixture.address("fallback")
-    stale = store._read(address)
-    assert stale is not None
+    fixture, store, address, stale = read_before_a_concurrent_save(engine)
     # A request loads the session (fallback key) and saves a change: signed with the new key.
-    session = fixture.store(key)
+    session = fixture.store(fixture.keys["fallback"])
     session["n"] = 2
     session.save()
     outcome = rekeying.rekey_one(store, address, stale, int(time.time()))
     assert outcome == "current"
     # Read from storage (cached_db: the table; in a test transaction its cache lags behind).
-    assert unpickler.loads(verified(store._read(address) or b"", key).entries["n"]) == 2
+    assert unpickler.loads(stored(store, address).entries["n"]) == 2
 
 
 def test_a_concurrent_save_on_the_old_key_is_resigned_not_lost(engine: str) -> None:
-    fixture = fill(engine)
-    store = fixture.store()
-    key, address = fixture.keys["fallback"], fixture.address("fallback")
-    stale = store._read(address)
-    assert stale is not None
+    fixture, store, address, stale = read_before_a_concurrent_save(engine)
+    key = fixture.keys["fallback"]
     # A server not yet deployed, still signing with the old key, saves version 2.
     expires = int(time.time()) + 3600
     entries = {**dumps(_auth_user_id="1"), **dumps(n=3)}
     newer = sign_raw(key, entries, keyring=ring(OLD), version=2, expires_at=expires)
     store._write(address, newer, expires, False, 1)
     assert rekeying.rekey_one(store, address, stale, int(time.time())) == "rekeyed"
-    now_stored = verified(store._read(address) or b"", key)
+    now_stored = stored(store, address)
     assert (now_stored.key_position, now_stored.version) == (0, 3)
     assert now_stored.entries == entries
 

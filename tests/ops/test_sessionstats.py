@@ -7,7 +7,6 @@ import json
 import math
 import pickle
 import time
-from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -15,16 +14,7 @@ from django.core.management import call_command
 from django_picklesessions import inventory, record, stats
 from django_picklesessions.keys import get_keyring
 from tests.helpers import sign_raw
-from tests.ops.storage import ENGINES, NEW, OLD, fill, new_key, ring, snapshot
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> str:
-    name: str = request.param
-    settings.SESSION_ENGINE = f"django_picklesessions.backends.{name}"
-    settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
-    settings.PICKLESESSIONS_KEYS = [NEW, OLD]
-    return name
+from tests.ops.storage import OLD, fill, new_key, ring, snapshot
 
 
 def run(*args: str) -> str:

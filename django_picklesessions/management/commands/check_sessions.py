@@ -30,12 +30,7 @@ class Command(BaseCommand):
             action="store_true",
             help="Exit with status 1 if a value of a logged-in session would be dropped.",
         )
-        parser.add_argument(
-            "--batch-size",
-            type=int,
-            default=inventory.BATCH_SIZE,
-            help="Records read per query or round trip (default %(default)s).",
-        )
+        inventory.add_batch_size_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         cls = inventory.store_class()

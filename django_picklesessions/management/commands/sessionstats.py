@@ -19,12 +19,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
         parser.add_argument("--top", type=int, default=10, help="Largest keys listed.")
-        parser.add_argument(
-            "--batch-size",
-            type=int,
-            default=inventory.BATCH_SIZE,
-            help="Records read per query or round trip (default %(default)s).",
-        )
+        inventory.add_batch_size_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         cls = inventory.store_class()
