@@ -774,3 +774,32 @@ def check_legacy(
             "the PICKLESESSIONS_LEGACY_* settings.",
         )
     return messages
+
+
+@register()
+def check_soft_record_size(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E050: the size budget is not a positive int; W050: it is not below the hard limit."""
+    soft = getattr(settings, PREFIX + "SOFT_RECORD_SIZE", None)
+    if soft is None:
+        return []
+    if type(soft) is not int or soft < 1:
+        return [
+            Error(
+                f"{PREFIX}SOFT_RECORD_SIZE must be None or a positive int (bytes), not {soft!r}.",
+                hint="Set it to the record size you want sessions to stay under, or None.",
+                id="django_picklesessions.E050",
+            )
+        ]
+    hard = getattr(settings, PREFIX + "MAX_RECORD_SIZE", DEFAULTS["MAX_RECORD_SIZE"])
+    if type(hard) is int and soft >= hard:
+        return [
+            Warning(
+                f"{PREFIX}SOFT_RECORD_SIZE ({soft}) is not below {PREFIX}MAX_RECORD_SIZE "
+                f"({hard}): a record over it is refused before it could be warned about.",
+                hint="Set the budget below the hard limit (a half or a quarter of it, say).",
+                id="django_picklesessions.W050",
+            )
+        ]
+    return []

@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "LEGACY_FORMATS": ("json",),
     "LEGACY_WRITE": False,
     "LEGACY_UNTIL": None,
+    # The size budget (docs/operations.md): a save over it logs a warning (None: no budget).
+    "SOFT_RECORD_SIZE": None,
 }
 
 #: Payload formats of Django's stock serializers that ``PICKLESESSIONS_LEGACY_FORMATS`` may name.
@@ -189,6 +191,11 @@ class Settings:
             return False
         until = self.LEGACY_UNTIL
         return until is None or today() <= until
+
+    @property
+    def SOFT_RECORD_SIZE(self) -> int | None:  # noqa: N802
+        value = self._get("SOFT_RECORD_SIZE")
+        return None if value is None else int(value)
 
 
 def legacy_formats_problem(value: Any) -> str | None:

@@ -43,6 +43,7 @@ import struct
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django_picklesessions.allowlist import (
@@ -157,6 +158,7 @@ class _NotAllowed(pickle.UnpicklingError):
 
     def __init__(self, module: str, name: str) -> None:
         super().__init__(f"global '{_clip(module)}.{_clip(name)}' is not allowed")
+        self.module, self.name = module, name
         self.suspicious = (
             not _plain_class_name(module, name)
             or never_allowed(module, name)
@@ -1418,3 +1420,33 @@ def salvage_loads(data: bytes) -> tuple[dict[str, Any], list[tuple[str, str]]]:
 
 def _is_session(value: Any) -> bool:
     return type(value) is dict and all(type(key) is str for key in value)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why :func:`loads` refuses a value, for reports (``manage.py check_sessions``)."""
+
+    #: ``not_allowed`` (a global outside the allow-list), ``strict_bound`` (over a
+    #: strict-mode bound), ``suspicious`` (bytes our writer never produces) or ``error``
+    #: (an allowed class's constructor raised).
+    kind: str
+    #: The refused global (``not_allowed`` only), as written in the stream, unclipped.
+    module: str
+    qualname: str
+    message: str
+
+
+def diagnose(data: bytes) -> Refusal | None:
+    """Load ``data`` as a request would; return None if it loads, or why it does not."""
+    try:
+        loads(data)
+    except ValueRejected as exc:
+        cause = exc.__cause__
+        if isinstance(cause, _NotAllowed):
+            kind = "suspicious" if cause.suspicious else "not_allowed"
+            return Refusal(kind, cause.module, cause.name, str(exc))
+        if isinstance(cause, _Refusal) and cause.limit:
+            return Refusal("strict_bound", "", "", str(exc))
+        kind = "suspicious" if isinstance(exc, SuspiciousValue) else "error"
+        return Refusal(kind, "", "", str(exc))
+    return None

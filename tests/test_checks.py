@@ -350,3 +350,17 @@ def test_w020_allowed_classes_a_forgery_turns_against_you(settings, entry: str) 
     settings.PICKLESESSIONS_ALLOWED_CLASSES = [*settings.PICKLESESSIONS_ALLOWED_CLASSES, entry]
     assert ids() == ["django_picklesessions.W020"]
     assert entry in messages("django_picklesessions.W020")[0]
+
+
+@pytest.mark.parametrize("soft", [0, -1, "4096", 1.5])
+def test_e050_soft_record_size_not_a_positive_int(soft: object) -> None:
+    with override_settings(PICKLESESSIONS_SOFT_RECORD_SIZE=soft):
+        assert ids() == ["django_picklesessions.E050"]
+
+
+def test_w050_soft_record_size_not_below_the_hard_limit() -> None:
+    with override_settings(PICKLESESSIONS_SOFT_RECORD_SIZE=300_000):
+        assert ids() == ["django_picklesessions.W050"]
+        assert "MAX_RECORD_SIZE (262144)" in messages("django_picklesessions.W050")[0]
+    with override_settings(PICKLESESSIONS_SOFT_RECORD_SIZE=64 * 1024):
+        assert ids() == []

@@ -29,7 +29,7 @@ from django.contrib.sessions.backends.base import (
 from django.core import signing
 from django.utils import timezone
 
-from django_picklesessions import merge, record, unpickler
+from django_picklesessions import budget, merge, record, unpickler
 from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import (
     RecordError,
@@ -561,6 +561,7 @@ class PickleSessionBase(SessionBase):
             max_payload_size=conf.MAX_PAYLOAD_SIZE,
             compress_min_size=conf.COMPRESS_MIN_SIZE,
         )
+        budget.check(len(data_bytes), entries)
         return _Prepared(data_bytes, entries, expires_at, version, sid)
 
     def _written(self, data: Mapping[str, Any], prepared: _Prepared) -> None:
