@@ -66,7 +66,7 @@ serve: $(SERVE_STAMP)
 ## then the example project's tests, again on PostgreSQL but for the browser tests
 ## (warnings are errors)
 test: $(STAMP)
-	$(BIN)/python -W error -m pytest $(PYTEST_ARGS)
+	PICKLESESSIONS_FULL_SCALE=1 $(BIN)/python -W error -m pytest $(PYTEST_ARGS)
 	PICKLESESSIONS_TEST_DB=postgresql $(BIN)/python -W error -m pytest -m db $(PYTEST_ARGS)
 	PICKLESESSIONS_TEST_DB=mariadb $(BIN)/python -W error -m pytest -m db $(PYTEST_ARGS)
 	$(BIN)/python -W error -m pytest -c example_project/pytest.ini example_project/tests
