@@ -1442,6 +1442,11 @@ def diagnose(data: bytes) -> Refusal | None:
         loads(data)
     except ValueRejected as exc:
         cause = exc.__cause__
+        # The tracebacks tie each exception to the frames that raised it, in cycles only
+        # the garbage collector frees: a scan of a million refused values would pile them up.
+        exc.__traceback__ = None
+        if cause is not None:
+            cause.__traceback__ = None
         if isinstance(cause, _NotAllowed):
             kind = "suspicious" if cause.suspicious else "not_allowed"
             return Refusal(kind, cause.module, cause.name, str(exc))
