@@ -69,6 +69,8 @@ def test_reading_auth_keys_never_unpickles_the_cart(unpickle_spy) -> None:
     assert store.get("_auth_user_hash") == "abc"
     assert unpickle_spy.calls == 2
     assert not store._session.is_decoded("cart")
+    assert store._session.decoded_keys() == ["_auth_user_id", "_auth_user_hash"]
+    assert unpickle_spy.calls == 2  # listing what was decoded decodes nothing
     assert len(store.keys()) == 3
 
 

@@ -244,6 +244,10 @@ class SessionData(MutableMapping[str, Any]):
         self._clean = self.entries(writer)[0]
         self._touched.clear()
 
+    def decoded_keys(self) -> list[str]:
+        """Return the keys unpickled (or set) in this request so far, decoding no other."""
+        return [key for key, value in self._items.items() if value is not _PENDING]
+
     def is_decoded(self, key: str) -> bool:
         """Return True if ``key``'s value has been unpickled (or set) in this request."""
         return key in self._items and self._items[key] is not _PENDING
