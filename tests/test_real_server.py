@@ -355,14 +355,19 @@ def test_distinct_products_of_concurrent_clients_all_survive(server: Server) -> 
 
 
 def test_the_same_product_added_concurrently_adds_up(server: Server) -> None:
-    key = start_session(server)
     adds = 10
-    run_clients(server, key, [[7] * adds, [7] * adds])
+    # Two clients do not always overlap (a fast engine on a loaded machine): each round must
+    # come out right, and rounds go on until one has lost a race and been replayed.
+    for _ in range(5):
+        key = start_session(server)
+        run_clients(server, key, [[7] * adds, [7] * adds])
 
-    found = contents(server, key)
-    assert found["cart"] == {"7": 2 * adds}
-    assert found["seen"] == {"seen_0": [7] * adds, "seen_1": [7] * adds}
-    assert sorted(found["messages"]) == sorted(
-        [f"Added 7 for client {client}." for client in (0, 1) for _ in range(adds)]
-    )
+        found = contents(server, key)
+        assert found["cart"] == {"7": 2 * adds}
+        assert found["seen"] == {"seen_0": [7] * adds, "seen_1": [7] * adds}
+        assert sorted(found["messages"]) == sorted(
+            [f"Added 7 for client {client}." for client in (0, 1) for _ in range(adds)]
+        )
+        if server.conflicts() > 0:
+            break
     assert server.conflicts() > 0
