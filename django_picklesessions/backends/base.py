@@ -606,7 +606,7 @@ class PickleSessionBase(SessionBase):
     def load(self) -> SessionData:  # type: ignore[override]
         address = self._key_to_read()
         data = None if address is None else self._read(address)
-        if self.session_key and adoption.active():
+        if data is None and self.session_key and adoption.active():
             # The upgrade path: a session only the legacy store holds is imported here.
             adopted: SessionData | None = adoption.on_load(self, address, data)
             if adopted is not None:
@@ -616,7 +616,7 @@ class PickleSessionBase(SessionBase):
     async def aload(self) -> SessionData:  # type: ignore[override]
         address = self._key_to_read()
         data = None if address is None else await self._aread(address)
-        if self.session_key and adoption.active():
+        if data is None and self.session_key and adoption.active():
             adopted: SessionData | None = await sync_to_async(adoption.on_load)(self, address, data)
             if adopted is not None:
                 return adopted
