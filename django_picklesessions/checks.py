@@ -12,6 +12,7 @@ from typing import Any
 from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from django_picklesessions import allowlist, keys, merge
 from django_picklesessions.conf import DEFAULTS, PREFIX
@@ -409,6 +410,18 @@ def check_redis_settings(
 _IN_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
 # Read as raw bytes by the cached_db engine, never through the cache's unpickling get().
 _RAW_CACHES = ("django.core.cache.backends.redis.RedisCache",)
+_DUMMY_CACHES = ("django.core.cache.backends.dummy.DummyCache",)
+
+
+def _is_cache_kind(backend: object, kinds: tuple[str, ...]) -> bool:
+    """Whether ``backend`` is one of ``kinds`` or a subclass, as the engine's isinstance sees it."""
+    if backend in kinds:
+        return True
+    try:
+        cls = import_string(backend) if isinstance(backend, str) else None
+    except ImportError:
+        return False  # Django's own checks and the first cache access say so
+    return isinstance(cls, type) and any(issubclass(cls, import_string(k)) for k in kinds)
 
 
 @register(Tags.security)
@@ -431,7 +444,7 @@ def check_cached_db_cache(
             )
         ]
     backend = settings.CACHES[alias].get("BACKEND", "")
-    if backend == "django.core.cache.backends.dummy.DummyCache":
+    if _is_cache_kind(backend, _DUMMY_CACHES):
         return [
             Warning(
                 f"The cached_db session engine's cache {alias!r} is a DummyCache: every read "
@@ -440,7 +453,7 @@ def check_cached_db_cache(
                 id="django_picklesessions.W032",
             )
         ]
-    if backend not in _IN_PROCESS_CACHES + _RAW_CACHES:
+    if not _is_cache_kind(backend, _IN_PROCESS_CACHES + _RAW_CACHES):
         return [
             Warning(
                 f"The cached_db session engine's cache {alias!r} ({backend}) unpickles what "
@@ -600,8 +613,6 @@ def check_session_serializer(
 ) -> list[CheckMessage]:
     """W010: SESSION_SERIALIZER cannot be imported or is Django's removed PickleSerializer;
     W011: the bridge serializer with the stock cache engine, which never calls it."""
-    from django.utils.module_loading import import_string
-
     from django_picklesessions.legacy import engines
 
     name = settings.SESSION_SERIALIZER

@@ -95,7 +95,8 @@ PICKLESESSIONS_REDIS_PREFIX = f"{_TEST_NAME}:"
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "redis": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # clear() there deletes this run's keys only, never FLUSHDB (tests/rediscache.py).
+        "BACKEND": "tests.rediscache.PrefixClearingRedisCache",
         "LOCATION": REDIS_TEST_URL,
         "KEY_PREFIX": f"{_TEST_NAME}-cache",
     },

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,3 +221,18 @@ def test_a_cache_outage_degrades_to_the_database(settings: Any, caplog: Any) -> 
     assert len(failures) == 1  # logged when the outage started, not on every request
     assert "'down'" in failures[0].getMessage()
     cached_db._cache_failing = False
+
+
+@pytest.mark.redis
+def test_the_test_cache_clears_only_its_own_keys() -> None:
+    """tox runs two environments at once on one Redis: a FLUSHDB in one emptied the other's."""
+    client = caches["redis"]._cache.get_client(None, write=True)  # type: ignore[attr-defined]
+    other = f"another-run:{secrets.token_hex(8)}"
+    client.set(other, b"kept", ex=60)
+    caches["redis"].set("mine", b"gone")
+    try:
+        caches["redis"].clear()
+        assert caches["redis"].get("mine") is None
+        assert client.get(other) == b"kept"
+    finally:
+        client.delete(other)

@@ -130,6 +130,18 @@ def test_w031_a_cache_that_unpickles_what_it_reads(backend: str, tmp_path: Path)
         assert "can run code" in found("django_picklesessions.W031")[0]
 
 
+def test_w031_not_for_a_subclass_of_redis_cache() -> None:
+    """The engine reads any RedisCache subclass as raw bytes (isinstance); so does the check."""
+    caches = {
+        "default": {
+            "BACKEND": "tests.rediscache.PrefixClearingRedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/0",
+        }
+    }
+    with override_settings(SESSION_ENGINE=CACHED_DB, CACHES=caches):
+        assert found("django_picklesessions.W031") == []
+
+
 def test_w032_a_dummy_cache() -> None:
     caches = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
     with override_settings(SESSION_ENGINE=CACHED_DB, CACHES=caches):
