@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.apps import AppConfig, apps
 from django.conf import settings
@@ -303,7 +305,7 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 def check_redis_settings(
     *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E030-E036, W030: the redis engine's client library and connection settings."""
+    """E030-E036, W030, W033: the redis engine's client library and connection settings."""
     module = "django_picklesessions.backends.redis"
     if not _engine_in_use(module, module):
         return []
@@ -403,7 +405,69 @@ def check_redis_settings(
                 id="django_picklesessions.W030",
             )
         )
+    if not messages and sentinels is None and cluster is False:
+        messages.extend(_flushed_with_a_cache(url, alias))
     return messages
+
+
+def _redis_database(url: str) -> tuple[str, str, int] | None:
+    """(scheme, server, database number) of a redis-py URL as written, or None if unparsable."""
+    parts = urlsplit(url)
+    try:
+        query = parse_qs(parts.query)
+        if parts.scheme == "unix":
+            server, db = parts.path, int(query.get("db", ["0"])[0])
+        else:
+            host = (parts.hostname or "localhost").lower()
+            server = f"{'127.0.0.1' if host == 'localhost' else host}:{parts.port or 6379}"
+            path = parts.path.strip("/")
+            db = int(path) if path else int(query.get("db", ["0"])[0])
+    except ValueError:
+        return None
+    return parts.scheme, server, db
+
+
+def _first_location(location: object) -> str | None:
+    """The server a RedisCache writes to (and flushes): the first of its LOCATION."""
+    if isinstance(location, (list, tuple)) and location:
+        location = location[0]
+    if not isinstance(location, str):
+        return None
+    return re.split("[;,]", location)[0].strip()
+
+
+def _flushed_with_a_cache(url: str, alias: object) -> list[CheckMessage]:
+    """W033: a RedisCache in use as a cache shares the sessions' Redis database."""
+    caches = settings.CACHES
+    if isinstance(alias, str):
+        where = _first_location(caches[alias].get("LOCATION"))
+        if where is None:
+            return []
+        url = where
+    sessions = _redis_database(url)
+    if sessions is None:
+        return []
+    shared = []
+    for name, config in caches.items():
+        if not _is_cache_kind(config.get("BACKEND"), _RAW_CACHES):
+            continue
+        if name == alias and name != "default":
+            continue  # an entry the sessions borrow a pool from, not the site's cache
+        location = _first_location(config.get("LOCATION"))
+        if location is not None and _redis_database(location) == sessions:
+            shared.append(name)
+    if not shared:
+        return []
+    return [
+        Warning(
+            f"The redis session engine stores sessions in the Redis database of CACHES"
+            f"[{shared[0]!r}]: that cache's clear() runs FLUSHDB, which deletes every "
+            "session (every user is logged out).",
+            hint="Give the sessions a database of their own (e.g. PICKLESESSIONS_REDIS_URL "
+            "= 'redis://host:6379/1' while the cache uses /0), or another server.",
+            id="django_picklesessions.W033",
+        )
+    ]
 
 
 # Cache backends that store what they are given in process memory: nobody else can write it.

@@ -114,17 +114,17 @@ def _remove_redis_keys() -> Iterator[None]:
         return
     import redis
 
-    client = redis.Redis.from_url(settings.REDIS_TEST_URL)
-    try:
-        for prefix in (
-            settings.PICKLESESSIONS_REDIS_PREFIX,
-            settings.CACHES["redis"]["KEY_PREFIX"],
-        ):
-            batch = list(client.scan_iter(match=prefix + "*", count=1000))
-            for start in range(0, len(batch), 1000):
-                client.delete(*batch[start : start + 1000])
-    finally:
-        client.close()
+    prefixes = (settings.PICKLESESSIONS_REDIS_PREFIX, settings.CACHES["redis"]["KEY_PREFIX"])
+    # Sessions may live in the cache's database too (PICKLESESSIONS_REDIS_CACHE_ALIAS).
+    for url in (settings.REDIS_TEST_URL, settings.REDIS_CACHE_TEST_URL):
+        client = redis.Redis.from_url(url)
+        try:
+            for prefix in prefixes:
+                batch = list(client.scan_iter(match=prefix + "*", count=1000))
+                for start in range(0, len(batch), 1000):
+                    client.delete(*batch[start : start + 1000])
+        finally:
+            client.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -92,12 +92,16 @@ PICKLESESSIONS_FILE_PATH = os.environ.get("PICKLESESSIONS_TEST_FILE_PATH")
 REDIS_TEST_URL = os.environ.get("PICKLESESSIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PICKLESESSIONS_REDIS_URL = REDIS_TEST_URL
 PICKLESESSIONS_REDIS_PREFIX = f"{_TEST_NAME}:"
+# The cache gets a database of its own, as check W033 asks of a site.
+REDIS_CACHE_TEST_URL = os.environ.get(
+    "PICKLESESSIONS_TEST_REDIS_CACHE_URL", "redis://127.0.0.1:6379/1"
+)
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "redis": {
         # clear() there deletes this run's keys only, never FLUSHDB (tests/rediscache.py).
         "BACKEND": "tests.rediscache.PrefixClearingRedisCache",
-        "LOCATION": REDIS_TEST_URL,
+        "LOCATION": REDIS_CACHE_TEST_URL,
         "KEY_PREFIX": f"{_TEST_NAME}-cache",
     },
 }

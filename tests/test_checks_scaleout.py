@@ -1,4 +1,4 @@
-"""One test per system check of the redis and cached_db engines (E030-E037, W030-W032)."""
+"""One test per system check of the redis and cached_db engines (E030-E037, W030-W033)."""
 
 from __future__ import annotations
 
@@ -102,6 +102,50 @@ def test_e036_bad_prefix(prefix: object) -> None:
 )
 def test_w030_hash_tag_in_a_cluster_prefix() -> None:
     assert "one slot" in found("django_picklesessions.W030")[0]
+
+
+def _redis_cache(location: str | list[str]) -> dict[str, object]:
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": location}
+
+
+@pytest.mark.parametrize(
+    "sessions_url,cache_location,alias,warned",
+    [
+        # The same database written two ways: localhost is 127.0.0.1, no number is /0.
+        ("redis://localhost:6379", "redis://127.0.0.1:6379/0", None, True),
+        ("redis://127.0.0.1:6379/0?db=0", ["redis://127.0.0.1/0", "redis://replica/0"], None, True),
+        ("redis://127.0.0.1:6379/1", "redis://127.0.0.1:6379/0", None, False),
+        ("redis://127.0.0.1:6380/0", "redis://127.0.0.1:6379/0", None, False),
+        # Sessions through the default cache's own pool: it is the site's cache.
+        ("redis://unused:1/5", "redis://127.0.0.1:6379/0", "default", True),
+    ],
+)
+def test_w033_sessions_in_the_database_of_a_cache(
+    sessions_url: str, cache_location: str | list[str], alias: str | None, warned: bool
+) -> None:
+    caches = {"default": _redis_cache(cache_location)}
+    with override_settings(
+        SESSION_ENGINE=REDIS,
+        CACHES=caches,
+        PICKLESESSIONS_REDIS_URL=sessions_url,
+        PICKLESESSIONS_REDIS_CACHE_ALIAS=alias,
+    ):
+        messages = found("django_picklesessions.W033")
+    assert bool(messages) is warned, messages
+    if warned:
+        assert "CACHES['default']" in messages[0] and "FLUSHDB" in messages[0]
+
+
+def test_w033_not_for_an_entry_kept_for_the_sessions() -> None:
+    """A CACHES entry only the sessions borrow a pool from is cleared by nobody."""
+    caches = {
+        "default": _redis_cache("redis://127.0.0.1:6379/0"),
+        "sessions": _redis_cache("redis://127.0.0.1:6379/2"),
+    }
+    with override_settings(
+        SESSION_ENGINE=REDIS, CACHES=caches, PICKLESESSIONS_REDIS_CACHE_ALIAS="sessions"
+    ):
+        assert found("django_picklesessions.W033") == []
 
 
 @pytest.mark.parametrize(
