@@ -226,13 +226,14 @@ def test_a_cache_outage_degrades_to_the_database(settings: Any, caplog: Any) -> 
 @pytest.mark.redis
 def test_the_test_cache_clears_only_its_own_keys() -> None:
     """tox runs two environments at once on one Redis: a FLUSHDB in one emptied the other's."""
-    client = caches["redis"]._cache.get_client(None, write=True)  # type: ignore[attr-defined]
+    cache: Any = caches["redis"]
+    client = cache._cache.get_client(None, write=True)
     other = f"another-run:{secrets.token_hex(8)}"
     client.set(other, b"kept", ex=60)
-    caches["redis"].set("mine", b"gone")
+    cache.set("mine", b"gone")
     try:
-        caches["redis"].clear()
-        assert caches["redis"].get("mine") is None
+        cache.clear()
+        assert cache.get("mine") is None
         assert client.get(other) == b"kept"
     finally:
         client.delete(other)
