@@ -821,7 +821,8 @@ def check_user_link(
     *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """E060: a user-link setting is not a bool; E061: log out on password change without the
-    link; W061: the link is on with an engine that keeps none (file, locmem, Redis Cluster)."""
+    link; W061: the link is on with an engine that keeps none (file, locmem, Django's own, a
+    Redis Cluster)."""
     messages: list[CheckMessage] = []
     names = ("USER_LINK", "LOGOUT_ON_PASSWORD_CHANGE")
     values = {name: getattr(settings, PREFIX + name, False) for name in names}
@@ -849,7 +850,8 @@ def check_user_link(
         from django_picklesessions.users import SUPPORTING_ENGINES
 
         engine = settings.SESSION_ENGINE
-        supported = _is_ours(engine) is not True or any(
+        # An engine that cannot be imported is Django's to report.
+        supported = _is_ours(engine) is None or any(
             _engine_in_use(module, module) for module in SUPPORTING_ENGINES
         )
         cluster = getattr(settings, PREFIX + "REDIS_CLUSTER", False) and _engine_in_use(

@@ -51,15 +51,17 @@ def _store_class() -> Any:
             "records its user. Sessions saved before it was set are not linked."
         )
     store = import_module(settings.SESSION_ENGINE).SessionStore
-    if getattr(store, "_delete_user_sessions", None) is None or (
-        conf.REDIS_CLUSTER and store.__module__.startswith("django_picklesessions.backends.redis")
-    ):
-        raise UserLinkUnsupported(
-            f"logout_user() is not supported by SESSION_ENGINE {settings.SESSION_ENGINE!r}: "
-            f"only {', '.join(SUPPORTING_ENGINES)} keep the user link (redis: not on a "
-            "Redis Cluster)."
-        )
+    if getattr(store, "_delete_user_sessions", None) is None:
+        raise unsupported(f"SESSION_ENGINE {settings.SESSION_ENGINE!r}")
     return store
+
+
+def unsupported(what: str) -> UserLinkUnsupported:
+    """Return the error saying that ``what`` keeps no user link, and which engines do."""
+    return UserLinkUnsupported(
+        f"logout_user() is not supported by {what}: only {', '.join(SUPPORTING_ENGINES)} "
+        "keep the user link (redis: not on a Redis Cluster)."
+    )
 
 
 def _keep(store: Any, except_session_key: str | None) -> str | None:

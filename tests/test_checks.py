@@ -392,6 +392,7 @@ def test_e061_logout_on_password_change_without_the_user_link(settings) -> None:
     [
         ("django_picklesessions.backends.file", False),
         ("django_picklesessions.backends.locmem", False),
+        ("django.contrib.sessions.backends.db", False),
         ("django_picklesessions.backends.redis", True),
     ],
 )

@@ -230,13 +230,35 @@ def test_with_the_link_off_nothing_about_users_is_stored(settings: Any) -> None:
         logout_user("7")
 
 
-def test_the_link_is_the_user_id_only(store: Any, settings: Any) -> None:
-    if settings.SESSION_ENGINE.endswith(".redis"):
-        pytest.skip("the redis engine has no table")
+@pytest.mark.parametrize("engine", ["db", "cached_db"])
+def test_the_link_is_the_user_id_only(settings: Any, engine: str) -> None:
+    settings.PICKLESESSIONS_USER_LINK = True
+    store = import_module(f"django_picklesessions.backends.{engine}").SessionStore
     key = logged_in(store, "7", email="alice@example.com")
     anonymous = new_session(store, email="bob@example.com")
     links = dict(Session.objects.values_list("address", "user_id"))
     assert links == {store.address(key): "7", store.address(anonymous): None}
+
+
+def test_a_user_id_too_long_for_the_column_is_not_linked(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.PICKLESESSIONS_USER_LINK = True
+    store = import_module("django_picklesessions.backends.db").SessionStore
+    key = logged_in(store, "9" * 256)
+    assert Session.objects.get(address=store.address(key)).user_id is None
+    assert "User id of 256 characters not linked" in caplog.text
+    logged_in(store, "9" * 255)
+    assert Session.objects.filter(user_id="9" * 255).count() == 1
+
+
+@pytest.mark.redis
+def test_redis_on_a_cluster_refuses(settings: Any) -> None:
+    settings.PICKLESESSIONS_USER_LINK = True
+    settings.PICKLESESSIONS_REDIS_CLUSTER = True
+    settings.SESSION_ENGINE = "django_picklesessions.backends.redis"
+    with pytest.raises(UserLinkUnsupported, match="on a Redis Cluster"):
+        logout_user("7")
 
 
 @pytest.mark.parametrize("engine", ["file", "locmem"])

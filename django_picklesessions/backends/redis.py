@@ -394,13 +394,18 @@ class SessionStore(PickleSessionBase):
         _write_result(result)
 
     def _logout_args(self, user_id: str, keep: str | None) -> tuple[str, ...]:
+        if conf.REDIS_CLUSTER:
+            # The scripts name keys in other slots than the one they are sent to (W061).
+            from django_picklesessions.users import unsupported
+
+            raise unsupported("the redis engine on a Redis Cluster")
         return (self.record_key(""), self.owner_key(""), user_id, keep or "")
 
     @classmethod
     def _delete_user_sessions(cls, user_id: str, keep: str | None) -> int:
         """Delete the sessions linked to ``user_id`` but ``keep`` (an address); count them."""
-        client, store = sync_client(), cls()
-        args = store._logout_args(user_id, keep)
+        args = cls()._logout_args(user_id, keep)
+        client = sync_client()
         return int(_run(lambda: run_script(client, LOGOUT_SCRIPT, cls.user_key(user_id), *args)))
 
     @classmethod
