@@ -326,3 +326,30 @@ def test_other_saves_of_the_user_log_nobody_out(staff: Any, settings: Any) -> No
     staff.set_password("changed-while-off-4")
     staff.save()
     assert client.get("/auth/").content == str(staff.pk).encode()
+
+
+@pytest.mark.redis
+def test_redis_keeps_the_link_in_the_round_trip_of_the_record(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.PICKLESESSIONS_USER_LINK = True
+    store = redis.SessionStore
+    client = redis.sync_client()
+    sent: list[str] = []
+    real = client.execute_command
+
+    def counting(*args: Any, **options: Any) -> Any:
+        sent.append(args[0])
+        return real(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", counting)
+    store(logged_in(store, "8")).delete()  # the server learns the scripts (EVAL once each)
+    sent.clear()
+    session = store()
+    session["_auth_user_id"] = "7"
+    session.save()  # create, linked
+    session["cart"] = [1]
+    session.save()  # update, linked
+    session.delete()  # delete, unlinked
+    assert sent == ["EVALSHA", "EVALSHA", "EVALSHA"]
+    assert not client.exists(store.user_key("7"))
