@@ -159,10 +159,10 @@ def counting_store(config: Config) -> type[Any]:
     class CountingStore(base):
         stats = Stats()
 
-        def _write(self, *args: Any) -> None:
+        def _write(self, *args: Any, **kwargs: Any) -> None:
             self.stats.writes += 1
             try:
-                super()._write(*args)
+                super()._write(*args, **kwargs)
             except VersionConflict:
                 self.stats.conflicts += 1
                 raise

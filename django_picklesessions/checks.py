@@ -878,3 +878,58 @@ def check_soft_record_size(
             )
         ]
     return []
+
+
+@register()
+def check_user_link(
+    *, app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E060: a user-link setting is not a bool; E061: log out on password change without the
+    link; W061: the link is on with an engine that keeps none (file, locmem, Django's own, a
+    Redis Cluster)."""
+    messages: list[CheckMessage] = []
+    names = ("USER_LINK", "LOGOUT_ON_PASSWORD_CHANGE")
+    values = {name: getattr(settings, PREFIX + name, False) for name in names}
+    for name, value in values.items():
+        if type(value) is not bool:
+            messages.append(
+                Error(
+                    f"{PREFIX}{name} must be True or False, not {value!r}.",
+                    hint="It is off by default; set it to True to turn it on.",
+                    id="django_picklesessions.E060",
+                )
+            )
+    if messages:
+        return messages
+    if values["LOGOUT_ON_PASSWORD_CHANGE"] and not values["USER_LINK"]:
+        messages.append(
+            Error(
+                f"{PREFIX}LOGOUT_ON_PASSWORD_CHANGE needs {PREFIX}USER_LINK: without the link no "
+                "session records its user, so none can be logged out.",
+                hint=f"Set {PREFIX}USER_LINK = True (db, cached_db or redis engine).",
+                id="django_picklesessions.E061",
+            )
+        )
+    if values["USER_LINK"]:
+        from django_picklesessions.users import SUPPORTING_ENGINES
+
+        engine = settings.SESSION_ENGINE
+        # An engine that cannot be imported is Django's to report.
+        supported = _is_ours(engine) is None or any(
+            _engine_in_use(module, module) for module in SUPPORTING_ENGINES
+        )
+        cluster = getattr(settings, PREFIX + "REDIS_CLUSTER", False) and _engine_in_use(
+            "django_picklesessions.backends.redis", "django_picklesessions.backends.redis"
+        )
+        if not supported or cluster:
+            where = "a Redis Cluster" if cluster else f"SESSION_ENGINE {engine!r}"
+            messages.append(
+                Warning(
+                    f"{PREFIX}USER_LINK is on, but {where} keeps no user link: logout_user() "
+                    "raises, and a password change logs nobody out.",
+                    hint=f"Use one of {', '.join(SUPPORTING_ENGINES)} (redis standalone or "
+                    f"Sentinel), or set {PREFIX}USER_LINK = False.",
+                    id="django_picklesessions.W061",
+                )
+            )
+    return messages

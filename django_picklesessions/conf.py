@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
     "LEGACY_UNTIL": None,
     # The size budget (docs/operations.md): a save over it logs a warning (None: no budget).
     "SOFT_RECORD_SIZE": None,
+    # Log out everywhere (docs/operations.md): link sessions to their user's id (db, cached_db,
+    # redis), and delete a user's other sessions when their password changes.
+    "USER_LINK": False,
+    "LOGOUT_ON_PASSWORD_CHANGE": False,
 }
 
 #: Payload formats of Django's stock serializers that ``PICKLESESSIONS_LEGACY_FORMATS`` may name.
@@ -196,6 +200,14 @@ class Settings:
     def SOFT_RECORD_SIZE(self) -> int | None:  # noqa: N802
         value = self._get("SOFT_RECORD_SIZE")
         return None if value is None else int(value)
+
+    @property
+    def USER_LINK(self) -> bool:  # noqa: N802
+        return bool(self._get("USER_LINK"))
+
+    @property
+    def LOGOUT_ON_PASSWORD_CHANGE(self) -> bool:  # noqa: N802
+        return bool(self._get("LOGOUT_ON_PASSWORD_CHANGE"))
 
 
 def legacy_formats_problem(value: Any) -> str | None:

@@ -20,6 +20,9 @@ class AbstractSession(models.Model):
     # the signed value decides whether a record loads.
     expires_at = models.BigIntegerField(_("expires at"), db_index=True)
     version = models.BigIntegerField(_("version"), default=1)
+    # The logged-in user's id (``_auth_user_id``) with PICKLESESSIONS_USER_LINK on, for
+    # logout_user(); NULL when nobody is logged in or the link is off.
+    user_id = models.CharField(_("user id"), max_length=255, null=True, blank=True, db_index=True)
 
     class Meta:
         abstract = True

@@ -237,7 +237,7 @@ def test_admin_lists_and_decodes_sessions(admin_client, settings) -> None:
         f"/admin/django_picklesessions/session/{store.address(store.session_key)}/change/"
     )
     assert detail.status_code == 200
-    assert b"builtins.list: [1, 2, 3]" in detail.content
+    assert b"<td>builtins.list</td><td>[1, 2, 3]</td>" in detail.content
     assert b"_auth_user_id" in detail.content
 
 

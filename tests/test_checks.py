@@ -368,3 +368,43 @@ def test_w050_soft_record_size_not_below_the_hard_limit() -> None:
         assert "MAX_RECORD_SIZE (262144)" in messages("django_picklesessions.W050")[0]
     with override_settings(PICKLESESSIONS_SOFT_RECORD_SIZE=64 * 1024):
         assert ids() == []
+
+
+@pytest.mark.parametrize("name", ["USER_LINK", "LOGOUT_ON_PASSWORD_CHANGE"])
+def test_e060_user_link_settings_not_a_bool(settings, name: str) -> None:
+    setattr(settings, f"PICKLESESSIONS_{name}", "yes")
+    assert ids() == ["django_picklesessions.E060"]
+    assert (
+        f"PICKLESESSIONS_{name} must be True or False" in messages("django_picklesessions.E060")[0]
+    )
+
+
+def test_e061_logout_on_password_change_without_the_user_link(settings) -> None:
+    settings.PICKLESESSIONS_LOGOUT_ON_PASSWORD_CHANGE = True
+    assert ids() == ["django_picklesessions.E061"]
+    settings.PICKLESESSIONS_USER_LINK = True
+    settings.SESSION_ENGINE = "django_picklesessions.backends.db"
+    assert ids() == []
+
+
+@pytest.mark.parametrize(
+    ("engine", "cluster"),
+    [
+        ("django_picklesessions.backends.file", False),
+        ("django_picklesessions.backends.locmem", False),
+        ("django.contrib.sessions.backends.db", False),
+        ("django_picklesessions.backends.redis", True),
+    ],
+)
+def test_w061_user_link_with_an_engine_that_keeps_none(
+    settings, tmp_path: Path, engine: str, cluster: bool
+) -> None:
+    settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
+    settings.PICKLESESSIONS_USER_LINK = True
+    settings.SESSION_ENGINE = engine
+    settings.PICKLESESSIONS_REDIS_CLUSTER = cluster
+    assert ids() == ["django_picklesessions.W061"]
+    for supporting in ("db", "cached_db", "redis"):
+        settings.SESSION_ENGINE = f"django_picklesessions.backends.{supporting}"
+        settings.PICKLESESSIONS_REDIS_CLUSTER = False
+        assert ids() == []

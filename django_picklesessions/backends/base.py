@@ -16,7 +16,7 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, MutableMapping
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -61,6 +61,31 @@ _IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, type(None), byte
 def valid_session_key(key: str) -> bool:
     """Return True for a key these engines could have issued: at most 64 of [a-z0-9]."""
     return 0 < len(key) <= MAX_KEY_LENGTH and _VALID_KEY_CHARS.issuperset(key)
+
+
+#: What ``_write`` links a record to: a user id, None (nobody is logged in), or False to leave
+#: the stored link as it is (a writer that does not know the user, such as ``rekey``).
+UserLink = str | None | Literal[False]
+
+#: The longest user id the link stores (the db engine's column); a longer one is not linked.
+MAX_USER_ID_LENGTH = 255
+
+
+def linked_user(data: Mapping[str, Any]) -> str | None:
+    """Return the id of the user logged in to session ``data``, as the user link stores it."""
+    value = data.get("_auth_user_id")
+    if value is None:
+        return None
+    user = str(value)
+    if len(user) > MAX_USER_ID_LENGTH:
+        logger.warning(
+            "User id of %d characters not linked to its session (at most %d): "
+            "logout_user() cannot find this session.",
+            len(user),
+            MAX_USER_ID_LENGTH,
+        )
+        return None
+    return user
 
 
 def epoch_now() -> int:
@@ -373,6 +398,8 @@ class _Prepared(NamedTuple):
     expires_at: int
     version: int
     sid: bytes
+    #: The logged-in user's id for the user link (None: nobody, or the link is off).
+    user: str | None = None
 
 
 class PickleSessionBase(SessionBase):
@@ -429,13 +456,20 @@ class PickleSessionBase(SessionBase):
         raise NotImplementedError
 
     def _write(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,
     ) -> None:
         """Store ``data`` at ``address``.
 
         With ``must_create``, raise CreateError if a record exists. Otherwise raise
         UpdateError if none exists, and VersionConflict if ``expected`` is not None and the
         stored record's version is not ``expected`` (the compare of compare-and-swap).
+        Engines that keep the user link store ``user`` with it (``UserLink``).
         """
         raise NotImplementedError
 
@@ -459,9 +493,15 @@ class PickleSessionBase(SessionBase):
         return await sync_to_async(self._read)(address)
 
     async def _awrite(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,
     ) -> None:
-        await sync_to_async(self._write)(address, data, expires_at, must_create, expected)
+        await sync_to_async(self._write)(address, data, expires_at, must_create, expected, user)
 
     async def _aremove(self, address: str) -> None:
         await sync_to_async(self._remove)(address)
@@ -566,7 +606,8 @@ class PickleSessionBase(SessionBase):
             compress_min_size=conf.COMPRESS_MIN_SIZE,
         )
         budget.check(len(data_bytes), entries)
-        return _Prepared(data_bytes, entries, expires_at, version, sid)
+        user = linked_user(data) if conf.USER_LINK else None
+        return _Prepared(data_bytes, entries, expires_at, version, sid, user)
 
     def _written(self, data: Mapping[str, Any], prepared: _Prepared) -> None:
         # What is stored now is the new base for change detection.
@@ -688,7 +729,14 @@ class PickleSessionBase(SessionBase):
                 return
             expected = self._expected_version(must_create, prepared.sid)
             try:
-                self._write(address, prepared.data, prepared.expires_at, must_create, expected)
+                self._write(
+                    address,
+                    prepared.data,
+                    prepared.expires_at,
+                    must_create,
+                    expected,
+                    prepared.user,
+                )
             except VersionConflict:
                 time.sleep(self._backoff(attempt))
                 self._catch_up(data, self._read(address))
@@ -711,7 +759,12 @@ class PickleSessionBase(SessionBase):
             expected = self._expected_version(must_create, prepared.sid)
             try:
                 await self._awrite(
-                    address, prepared.data, prepared.expires_at, must_create, expected
+                    address,
+                    prepared.data,
+                    prepared.expires_at,
+                    must_create,
+                    expected,
+                    prepared.user,
                 )
             except VersionConflict:
                 await asyncio.sleep(self._backoff(attempt))

@@ -27,7 +27,7 @@ from django.db import connections, router, transaction
 
 from django_picklesessions import record
 from django_picklesessions.backends import db
-from django_picklesessions.backends.base import SessionData
+from django_picklesessions.backends.base import SessionData, UserLink
 from django_picklesessions.conf import conf
 
 logger = logging.getLogger("django_picklesessions")
@@ -290,19 +290,38 @@ class SessionStore(db.SessionStore):
             transaction.on_commit(lambda: self._forget(address), using=connection.alias)
 
     def _write(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,
     ) -> None:
-        super()._write(address, data, expires_at, must_create, expected)
+        super()._write(address, data, expires_at, must_create, expected, user)
         self._after_write(address, data, expires_at)
 
     def _remove(self, address: str) -> None:
         super()._remove(address)
         self._after_remove(address)
 
+    @classmethod
+    def _deleted_user_sessions(cls, addresses: list[str]) -> None:
+        # Tombstones (on a RedisCache) and evictions: a cached copy must not outlive its row.
+        store = cls()
+        for address in addresses:
+            store._after_remove(address)
+
     async def _awrite(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,
     ) -> None:
-        await super()._awrite(address, data, expires_at, must_create, expected)
+        await super()._awrite(address, data, expires_at, must_create, expected, user)
         await sync_to_async(self._after_write)(address, data, expires_at)
 
     async def _aremove(self, address: str) -> None:

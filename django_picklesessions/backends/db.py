@@ -12,8 +12,9 @@ import functools
 import struct
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.models import BinaryField, Case, F, When
@@ -21,7 +22,12 @@ from django.db.models.functions import Length
 from django.utils.functional import cached_property
 
 from django_picklesessions import record
-from django_picklesessions.backends.base import PickleSessionBase, epoch_now, security_logger
+from django_picklesessions.backends.base import (
+    PickleSessionBase,
+    UserLink,
+    epoch_now,
+    security_logger,
+)
 from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import VersionConflict
 
@@ -54,6 +60,11 @@ def _tampered_column(address: str, found: tuple[object, int] | None, expected: i
     return column
 
 
+def _linked(user: UserLink) -> dict[str, str | None]:
+    """Return the ORM update of the user link: none for False (leave it as it is)."""
+    return {} if user is False else {"user_id": user}
+
+
 def _refuse_oversized(address: str) -> None:
     security_logger.warning("Session record refused (size) for session %s…", address[:8])
 
@@ -65,6 +76,8 @@ class _Statements:
     insert: str
     update: str
     update_if_version: str
+    update_linked: str  # as update, and the user link
+    update_linked_if_version: str
     delete: str
     expired: str
     delete_many: str  # formatted with the placeholders of one batch
@@ -77,10 +90,11 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
     quote = connections[alias].ops.quote_name
     table = quote(model._meta.db_table)
     fields = {field.name: field for field in model._meta.concrete_fields}
-    address, record, expires_at, version = (
+    address, record, expires_at, version, user = (
         quote(fields[name].column or name)
-        for name in ("address", "record", "expires_at", "version")
+        for name in ("address", "record", "expires_at", "version", "user_id")
     )
+    update = f"UPDATE {table} SET {record} = %s, {expires_at} = %s, {version} = %s"
     return _Statements(
         # An oversized record is not even fetched: NULL comes back in its place.
         select=(
@@ -89,17 +103,13 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         ),
         exists=f"SELECT 1 FROM {table} WHERE {address} = %s",
         insert=(
-            f"INSERT INTO {table} ({address}, {record}, {expires_at}, {version}) "
-            "VALUES (%s, %s, %s, %s)"
+            f"INSERT INTO {table} ({address}, {record}, {expires_at}, {version}, {user}) "
+            "VALUES (%s, %s, %s, %s, %s)"
         ),
-        update=(
-            f"UPDATE {table} SET {record} = %s, {expires_at} = %s, {version} = %s "
-            f"WHERE {address} = %s"
-        ),
-        update_if_version=(
-            f"UPDATE {table} SET {record} = %s, {expires_at} = %s, {version} = %s "
-            f"WHERE {address} = %s AND {version} = %s"
-        ),
+        update=f"{update} WHERE {address} = %s",
+        update_if_version=f"{update} WHERE {address} = %s AND {version} = %s",
+        update_linked=f"{update}, {user} = %s WHERE {address} = %s",
+        update_linked_if_version=f"{update}, {user} = %s WHERE {address} = %s AND {version} = %s",
         delete=f"DELETE FROM {table} WHERE {address} = %s",
         expired=f"SELECT {address} FROM {table} WHERE {expires_at} <= %s ORDER BY {expires_at}",
         delete_many=f"DELETE FROM {table} WHERE {address} IN ({{}})",
@@ -182,7 +192,13 @@ class SessionStore(PickleSessionBase):
         return stored
 
     def _write(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,
     ) -> None:
         alias = router.db_for_write(self.model)
         connection = connections[alias]
@@ -196,18 +212,21 @@ class SessionStore(PickleSessionBase):
                     if connection.in_atomic_block
                     else contextlib.nullcontext()
                 ):
-                    self._insert(alias, address, data, expires_at, version)
+                    self._insert(alias, address, data, expires_at, version, user or None)
             except IntegrityError:
                 self._raise_create_error(address)
                 raise
             return
+        # user=False (rekey) leaves the link as it is; otherwise the column follows the record.
+        link: list[str | None] = [] if user is False else [user]
         with connection.cursor() as cursor:
             if expected is None:
-                cursor.execute(sql.update, [data, expires_at, version, address])
+                statement = sql.update if user is False else sql.update_linked
+                cursor.execute(statement, [data, expires_at, version, *link, address])
             else:
                 # Compare-and-swap: only the version this request loaded is replaced.
-                params = (data, expires_at, version, address, expected)
-                cursor.execute(sql.update_if_version, params)
+                statement = sql.update_if_version if user is False else sql.update_linked_if_version
+                cursor.execute(statement, [data, expires_at, version, *link, address, expected])
             updated = cursor.rowcount
         if updated == 0:
             if expected is not None:
@@ -216,30 +235,32 @@ class SessionStore(PickleSessionBase):
                 column = _tampered_column(address, found, expected)
                 # Compare-and-swap against what the column says instead, once.
                 if column is not None and rows.filter(version=column).update(
-                    record=data, expires_at=expires_at, version=version
+                    record=data, expires_at=expires_at, version=version, **_linked(user)
                 ):
                     return
                 if found is not None:
                     raise VersionConflict  # a concurrent request saved first
             raise UpdateError  # deleted meanwhile: Django turns this into SessionInterrupted
 
-    def _insert(self, alias: str, address: str, data: bytes, expires_at: int, version: int) -> None:
+    def _insert(
+        self, alias: str, address: str, data: bytes, expires_at: int, version: int, user: str | None
+    ) -> None:
         if self._extra_fields:
             # A table of the project's own may have more columns, with Python-side defaults
             # that only the ORM knows how to fill in.
             self.model._default_manager.using(alias).create(
-                address=address, record=data, expires_at=expires_at, version=version
+                address=address, record=data, expires_at=expires_at, version=version, user_id=user
             )
             return
         with connections[alias].cursor() as cursor:
             cursor.execute(
-                _statements(self.model, alias).insert, [address, data, expires_at, version]
+                _statements(self.model, alias).insert, [address, data, expires_at, version, user]
             )
 
     @cached_property
     def _extra_fields(self) -> bool:
         names = {field.name for field in self.model._meta.concrete_fields}
-        return bool(names - {"address", "record", "expires_at", "version"})
+        return bool(names - {"address", "record", "expires_at", "version", "user_id"})
 
     def _raise_create_error(self, address: str) -> None:
         """Raise CreateError if the INSERT failed because the address is taken.
@@ -297,6 +318,46 @@ class SessionStore(PickleSessionBase):
         alias = router.db_for_write(SessionLock)
         SessionLock._default_manager.using(alias).filter(address=address, token=token).delete()
 
+    #: Rows a ``logout_user()`` deletes per statement.
+    logout_batch_size = 1000
+
+    @classmethod
+    def _user_rows(cls, user_id: str, keep: str | None) -> Any:
+        model = cls.get_model_class()
+        rows = model._default_manager.using(router.db_for_write(model)).filter(user_id=user_id)
+        return rows if keep is None else rows.exclude(address=keep)
+
+    @classmethod
+    def _delete_user_sessions(cls, user_id: str, keep: str | None) -> int:
+        """Delete the rows linked to ``user_id`` but ``keep`` (an address); count them."""
+        deleted = 0
+        rows = cls._user_rows(user_id, keep)
+        while True:
+            # In batches of addresses, so that an engine with a cache in front can evict
+            # exactly what was deleted (and memory stays flat for a user with many sessions).
+            batch = list(rows.values_list("address", flat=True)[: cls.logout_batch_size])
+            if not batch:
+                return deleted
+            deleted += rows.filter(address__in=batch).delete()[0]
+            cls._deleted_user_sessions(batch)
+
+    @classmethod
+    async def _adelete_user_sessions(cls, user_id: str, keep: str | None) -> int:
+        deleted = 0
+        rows = cls._user_rows(user_id, keep)
+        while True:
+            batch = [
+                a async for a in rows.values_list("address", flat=True)[: cls.logout_batch_size]
+            ]
+            if not batch:
+                return deleted
+            deleted += (await rows.filter(address__in=batch).adelete())[0]
+            await sync_to_async(cls._deleted_user_sessions)(batch)
+
+    @classmethod
+    def _deleted_user_sessions(cls, addresses: list[str]) -> None:
+        """Called after ``logout_user()`` deleted these rows (cached_db evicts them)."""
+
     @classmethod
     def clear_expired(cls) -> None:
         model = cls.get_model_class()
@@ -343,14 +404,24 @@ class SessionStore(PickleSessionBase):
         return bytes(stored)
 
     async def _awrite(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,
     ) -> None:
         rows = self.model._default_manager.using(router.db_for_write(self.model))
         version = record.version_of(data)
         if must_create:
             try:
                 await rows.acreate(
-                    address=address, record=data, expires_at=expires_at, version=version
+                    address=address,
+                    record=data,
+                    expires_at=expires_at,
+                    version=version,
+                    user_id=user or None,
                 )
             except IntegrityError:
                 if await self._acontains(address):
@@ -360,14 +431,16 @@ class SessionStore(PickleSessionBase):
         current = rows.filter(address=address)
         if expected is not None:
             current = current.filter(version=expected)
-        updated = await current.aupdate(record=data, expires_at=expires_at, version=version)
+        updated = await current.aupdate(
+            record=data, expires_at=expires_at, version=version, **_linked(user)
+        )
         if updated == 0:
             if expected is not None:
                 rows = rows.filter(address=address)
                 found = await rows.values_list("record", "version").afirst()
                 column = _tampered_column(address, found, expected)
                 if column is not None and await rows.filter(version=column).aupdate(
-                    record=data, expires_at=expires_at, version=version
+                    record=data, expires_at=expires_at, version=version, **_linked(user)
                 ):
                     return
                 if found is not None:

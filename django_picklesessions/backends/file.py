@@ -22,7 +22,12 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.core.exceptions import ImproperlyConfigured
 
 from django_picklesessions import record
-from django_picklesessions.backends.base import PickleSessionBase, epoch_now, security_logger
+from django_picklesessions.backends.base import (
+    PickleSessionBase,
+    UserLink,
+    epoch_now,
+    security_logger,
+)
 from django_picklesessions.conf import conf
 from django_picklesessions.exceptions import VersionConflict
 
@@ -277,7 +282,13 @@ class SessionStore(PickleSessionBase):
             os.close(fd)
 
     def _write(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,  # no user link here (logout_user is not supported)
     ) -> None:
         dir_fd = self._open_subdir(address, create=True)
         try:

@@ -12,7 +12,7 @@ import time
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 
 from django_picklesessions import record
-from django_picklesessions.backends.base import PickleSessionBase
+from django_picklesessions.backends.base import PickleSessionBase, UserLink
 from django_picklesessions.exceptions import VersionConflict
 
 # address -> (record, expires-at); the lock makes create/update checks atomic.
@@ -32,7 +32,13 @@ class SessionStore(PickleSessionBase):
         return item[0]
 
     def _write(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,  # no user link here (logout_user is not supported)
     ) -> None:
         with _lock:
             current = _records.get(address)

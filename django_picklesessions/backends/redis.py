@@ -18,6 +18,7 @@ import asyncio
 import functools
 import hashlib
 import struct
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -31,7 +32,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from django_picklesessions.backends import db
-from django_picklesessions.backends.base import PickleSessionBase, security_logger
+from django_picklesessions.backends.base import PickleSessionBase, UserLink, security_logger
 from django_picklesessions.conf import conf, on_change
 from django_picklesessions.exceptions import StoreUnavailable, VersionConflict
 
@@ -58,6 +59,73 @@ if stored == "" and redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
 if ARGV[3] ~= "" and stored ~= ARGV[3] then return -1 end
 redis.call("SET", KEYS[1], ARGV[1], "EXAT", ARGV[2])
 return 1
+"""
+
+# The user link (PICKLESESSIONS_USER_LINK): the owner key ``<prefix>owner:<address>`` holds the
+# id of the user logged in to a session, the set ``<prefix>user:<id>`` the addresses of their
+# sessions. Both change in the same script as the record, so no save or delete can leave them
+# disagreeing. The scripts name keys they derive (the old owner's set), which a Redis Cluster
+# refuses: there the link is not supported (check W061).
+#
+# KEYS[1] the record, KEYS[2] its owner key; ARGV[1] the new record, ARGV[2] its expiry,
+# ARGV[3] the expected version's header bytes as in WRITE_SCRIPT, ARGV[4] "1" to create (as
+# SET NX), ARGV[5] the user id ("" for nobody), ARGV[6] the prefix of the users' sets, ARGV[7]
+# the address, ARGV[8] the time now. Returns 1 when written, 0 when there is no record (or, to
+# create, one exists), -1 when another version is stored.
+LINKED_WRITE_SCRIPT = """
+if ARGV[4] == "1" then
+  if not redis.call("SET", KEYS[1], ARGV[1], "NX", "EXAT", ARGV[2]) then return 0 end
+else
+  local stored = redis.pcall("GETRANGE", KEYS[1], 26, 33)
+  if type(stored) == "table" then return -1 end
+  if stored == "" and redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+  if ARGV[3] ~= "" and stored ~= ARGV[3] then return -1 end
+  redis.call("SET", KEYS[1], ARGV[1], "EXAT", ARGV[2])
+end
+local old = redis.pcall("GET", KEYS[2])
+if type(old) == "string" and old ~= ARGV[5] then redis.pcall("SREM", ARGV[6] .. old, ARGV[7]) end
+if ARGV[5] == "" then
+  redis.call("DEL", KEYS[2])
+  return 1
+end
+redis.call("SET", KEYS[2], ARGV[5], "EXAT", ARGV[2])
+local users = ARGV[6] .. ARGV[5]
+redis.call("SADD", users, ARGV[7])
+-- The set lives as long as the longest-lived session it names.
+local ttl = redis.call("TTL", users)
+if ttl < 0 or tonumber(ARGV[8]) + ttl < tonumber(ARGV[2]) then
+  redis.call("EXPIREAT", users, ARGV[2])
+end
+return 1
+"""
+
+# KEYS[1] the record, KEYS[2] its owner key; ARGV[1] the prefix of the users' sets, ARGV[2]
+# the address. Deletes the record and takes it out of its user's set.
+LINKED_DELETE_SCRIPT = """
+local old = redis.pcall("GET", KEYS[2])
+if type(old) == "string" then redis.pcall("SREM", ARGV[1] .. old, ARGV[2]) end
+return redis.call("DEL", KEYS[1], KEYS[2])
+"""
+
+# KEYS[1] a user's set; ARGV[1] the prefix of records, ARGV[2] the prefix of owner keys,
+# ARGV[3] the user id, ARGV[4] an address to keep ("" for none). Deletes every record the set
+# names whose owner key still names this user (a session since logged out, or expired, is only
+# pruned from the set) and returns how many records it deleted.
+LOGOUT_SCRIPT = """
+local members = redis.pcall("SMEMBERS", KEYS[1])
+if type(members) ~= "table" or members.err then return 0 end
+local deleted = 0
+for _, address in ipairs(members) do
+  if address ~= ARGV[4] then
+    local owner = redis.pcall("GET", ARGV[2] .. address)
+    if owner == ARGV[3] then
+      deleted = deleted + redis.call("DEL", ARGV[1] .. address)
+      redis.call("DEL", ARGV[2] .. address)
+    end
+    redis.call("SREM", KEYS[1], address)
+  end
+end
+return deleted
 """
 
 # KEYS[1] a session's lock; ARGV[1] the holder's token. Deletes the lock only if it is theirs.
@@ -230,6 +298,26 @@ async def _ascript(client: Any, script: str, key: str, *args: Any) -> Any:
         return await client.eval(script, 1, key, *args)
 
 
+def _run_keys(client: Any, script: str, keys: tuple[str, ...], *args: Any) -> Any:
+    """Run a script on several keys (the user link's), as :func:`run_script`."""
+    try:
+        return client.evalsha(_sha(script), len(keys), *keys, *args)
+    except NoScriptError:
+        return client.eval(script, len(keys), *keys, *args)
+
+
+async def _arun_keys(client: Any, script: str, keys: tuple[str, ...], *args: Any) -> Any:
+    try:
+        return await client.evalsha(_sha(script), len(keys), *keys, *args)
+    except NoScriptError:
+        return await client.eval(script, len(keys), *keys, *args)
+
+
+def _linking() -> bool:
+    """Return True if saves keep the user link (it is on, and the server is no Cluster)."""
+    return conf.USER_LINK and not conf.REDIS_CLUSTER
+
+
 def expected_bytes(expected: int | None) -> bytes:
     """Return what the write script compares the stored header with: b"" means any."""
     return b"" if expected is None else _VERSION.pack(expected)
@@ -268,6 +356,67 @@ class SessionStore(PickleSessionBase):
         """Return the Redis key of a session's ``locked()`` lease."""
         return conf.REDIS_PREFIX + "lock:" + address
 
+    @staticmethod
+    def owner_key(address: str) -> str:
+        """Return the Redis key naming the user logged in to a session (the user link)."""
+        return conf.REDIS_PREFIX + "owner:" + address
+
+    @staticmethod
+    def user_key(user_id: str) -> str:
+        """Return the Redis key of the set of a user's sessions (the user link)."""
+        return conf.REDIS_PREFIX + "user:" + user_id
+
+    def _linked_write_args(
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: str | None,
+    ) -> tuple[tuple[str, str], tuple[Any, ...]]:
+        keys = (self.record_key(address), self.owner_key(address))
+        args = (
+            data,
+            _exat(expires_at),
+            expected_bytes(expected),
+            "1" if must_create else "0",
+            user or "",
+            self.user_key(""),
+            address,
+            int(time.time()),
+        )
+        return keys, args
+
+    def _linked_write_result(self, result: int, must_create: bool) -> None:
+        if must_create and result == 0:
+            raise CreateError
+        _write_result(result)
+
+    def _logout_args(self, user_id: str, keep: str | None) -> tuple[str, ...]:
+        if conf.REDIS_CLUSTER:
+            # The scripts name keys in other slots than the one they are sent to (W061).
+            from django_picklesessions.users import unsupported
+
+            raise unsupported("the redis engine on a Redis Cluster")
+        return (self.record_key(""), self.owner_key(""), user_id, keep or "")
+
+    @classmethod
+    def _delete_user_sessions(cls, user_id: str, keep: str | None) -> int:
+        """Delete the sessions linked to ``user_id`` but ``keep`` (an address); count them."""
+        args = cls()._logout_args(user_id, keep)
+        client = sync_client()
+        return int(_run(lambda: run_script(client, LOGOUT_SCRIPT, cls.user_key(user_id), *args)))
+
+    @classmethod
+    async def _adelete_user_sessions(cls, user_id: str, keep: str | None) -> int:
+        args = cls()._logout_args(user_id, keep)
+        try:
+            client = await async_client()
+            return int(await _ascript(client, LOGOUT_SCRIPT, cls.user_key(user_id), *args))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise _unavailable(exc) from exc
+
     # No existence query first, as the db engine: a collision fails SET NX with CreateError,
     # and create() draws another key.
     _get_new_session_key = db.SessionStore._get_new_session_key
@@ -280,9 +429,22 @@ class SessionStore(PickleSessionBase):
         return _read_result(address, _run(lambda: run_script(client, READ_SCRIPT, key, limit)))
 
     def _write(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,
     ) -> None:
         client, key = sync_client(), self.record_key(address)
+        if user is not False and _linking():
+            keys, largs = self._linked_write_args(
+                address, data, expires_at, must_create, expected, user
+            )
+            result = _run(lambda: _run_keys(client, LINKED_WRITE_SCRIPT, keys, *largs))
+            self._linked_write_result(result, must_create)
+            return
         if must_create:
             if not _run(lambda: client.set(key, data, nx=True, exat=_exat(expires_at))):
                 raise CreateError
@@ -292,6 +454,11 @@ class SessionStore(PickleSessionBase):
 
     def _remove(self, address: str) -> None:
         client, key = sync_client(), self.record_key(address)
+        if _linking():
+            keys = (key, self.owner_key(address))
+            args = (self.user_key(""), address)
+            _run(lambda: _run_keys(client, LINKED_DELETE_SCRIPT, keys, *args))
+            return
         _run(lambda: client.delete(key))
 
     def _contains(self, address: str) -> bool:
@@ -325,11 +492,24 @@ class SessionStore(PickleSessionBase):
         return _read_result(address, value)
 
     async def _awrite(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,
     ) -> None:
         key = self.record_key(address)
         try:
             client = await async_client()
+            if user is not False and _linking():
+                keys, largs = self._linked_write_args(
+                    address, data, expires_at, must_create, expected, user
+                )
+                linked = await _arun_keys(client, LINKED_WRITE_SCRIPT, keys, *largs)
+                self._linked_write_result(linked, must_create)
+                return
             if must_create:
                 if not await client.set(key, data, nx=True, exat=_exat(expires_at)):
                     raise CreateError
@@ -341,6 +521,14 @@ class SessionStore(PickleSessionBase):
         _write_result(result)
 
     async def _aremove(self, address: str) -> None:
+        if _linking():
+            keys = (self.record_key(address), self.owner_key(address))
+            try:
+                client = await async_client()
+                await _arun_keys(client, LINKED_DELETE_SCRIPT, keys, self.user_key(""), address)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise _unavailable(exc) from exc
+            return
         await self._acall("delete", self.record_key(address))
 
     async def _acontains(self, address: str) -> bool:

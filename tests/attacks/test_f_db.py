@@ -89,7 +89,10 @@ def test_F3_no_raw_keys_at_rest(audit: AuditGuard) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT * FROM {Session._meta.db_table}")
         dump = [
-            b"|".join(bytes(c) if not isinstance(c, (str, int)) else str(c).encode() for c in row)
+            b"|".join(
+                b"" if c is None else str(c).encode() if isinstance(c, (str, int)) else bytes(c)
+                for c in row
+            )
             for row in cursor.fetchall()
         ]
     assert len(dump) == 50

@@ -12,7 +12,7 @@ import logging
 from django.conf import settings
 
 from django_picklesessions.backends import cached_db, db, file, redis
-from django_picklesessions.backends.base import PickleSessionBase
+from django_picklesessions.backends.base import PickleSessionBase, UserLink
 from django_picklesessions.exceptions import VersionConflict
 from tests.real_server import CONFLICT
 
@@ -31,10 +31,16 @@ class SessionStore(_Engine):  # type: ignore[valid-type]
     """Our engine, unchanged but for a log line per lost race."""
 
     def _write(
-        self, address: str, data: bytes, expires_at: int, must_create: bool, expected: int | None
+        self,
+        address: str,
+        data: bytes,
+        expires_at: int,
+        must_create: bool,
+        expected: int | None,
+        user: UserLink = False,
     ) -> None:
         try:
-            super()._write(address, data, expires_at, must_create, expected)
+            super()._write(address, data, expires_at, must_create, expected, user)
         except VersionConflict:
             logger.info("%s expected=%s", CONFLICT, expected)
             raise
