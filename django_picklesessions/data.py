@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -36,7 +37,7 @@ class SessionData(MutableMapping[str, Any]):
     value never read is written back as the same bytes without being unpickled.
     """
 
-    __slots__ = ("_base", "_items", "_assigned", "_clean", "_touched", "_refused")
+    __slots__ = ("_base", "_items", "_assigned", "_clean", "_touched", "_refused", "_checked")
 
     def __init__(self, base: Mapping[str, bytes] | None = None) -> None:
         #: The pickles the storage holds; a save compares against them.
@@ -51,6 +52,9 @@ class SessionData(MutableMapping[str, Any]):
         #: Keys whose stored value no longer loads (a class gone after a deploy): hidden from
         #: the mapping, their stored bytes kept until the application sets or deletes them.
         self._refused: set[str] = set()
+        #: What :meth:`check` computed, for the save of the same pass; any set or delete
+        #: forgets it.
+        self._checked: dict[str, bytes] | None = None
 
     @classmethod
     def holding(cls, stored: Mapping[str, bytes], values: Mapping[str, Any]) -> SessionData:
@@ -89,12 +93,14 @@ class SessionData(MutableMapping[str, Any]):
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
+        self._checked = None
         self._refused.discard(key)
         self._items[key] = value
         self._assigned.add(key)
         self._touched.add(key)
 
     def __delitem__(self, key: str) -> None:
+        self._checked = None
         # Deleting a key whose value did not load deletes its stored bytes too: a key the
         # application deleted never comes back.
         if key in self._refused:
@@ -143,6 +149,7 @@ class SessionData(MutableMapping[str, Any]):
         return self._items.keys()
 
     def clear(self) -> None:
+        self._checked = None
         self._items.clear()
         self._refused.clear()
 
@@ -152,6 +159,7 @@ class SessionData(MutableMapping[str, Any]):
     def rebase(self, stored: dict[str, bytes]) -> None:
         """Record that ``stored`` is what the storage now holds for this session."""
         self._base = stored
+        self._checked = None
         self._assigned.clear()
         self._clean = None
         self._touched.clear()
@@ -198,10 +206,12 @@ class SessionData(MutableMapping[str, Any]):
         self._assigned = assigned
         self._clean = None
         self._touched = set(assigned)
+        self._checked = None
 
     def mark_clean(self, writer: Writer) -> None:
         """Take the current contents as unmodified (``session.modified = False``)."""
         self._clean = self.entries(writer)[0]
+        self._checked = None
         self._touched.clear()
 
     def decoded_keys(self) -> list[str]:
@@ -251,9 +261,15 @@ class SessionData(MutableMapping[str, Any]):
             return True
         return False
 
-    def entries(self, writer: Writer) -> tuple[dict[str, bytes], bool]:
-        """Pickle the current contents; return them and whether they differ from the base."""
+    def entries(self, writer: Writer, reuse: bool = False) -> tuple[dict[str, bytes], bool]:
+        """Pickle the current contents; return them and whether they differ from the base.
+
+        With ``reuse``, what :meth:`check` computed is returned if nothing was set or deleted
+        since: only for a caller that knows no code ran between the check and this call.
+        """
         base = self._base
+        if reuse and self._checked is not None:
+            return self._checked, self._checked != base
         out: dict[str, bytes] = {}
         for key, value in list(self._items.items()):
             if value is _PENDING or (key not in self._assigned and type(value) in _IMMUTABLE):
@@ -262,12 +278,32 @@ class SessionData(MutableMapping[str, Any]):
             data = self._pickled(writer, key, value)
             if data is None:
                 continue  # a forgery, dropped
-            if key not in self._assigned and _same_value(base[key], data, value):
+            if key not in self._assigned and _same_value(base[key], data, value, writer):
                 data = base[key]  # keep the stored bytes: nothing changed
             out[key] = data
         for key in self._refused:
             out[key] = base[key]
         return out, out != base
+
+    def check(self, writer: Writer) -> bool:
+        """Return whether a save would write, keeping its pickles for ``entries(reuse=True)``.
+
+        The change check and the save of one pass (``PickleSessionBase.single_pass``) then
+        pickle each value read once. After ``modified = False`` the baselines differ, and the
+        check is :meth:`has_changes`, kept for no one.
+        """
+        if self._clean is not None:
+            return self.has_changes(writer)
+        try:
+            entries, changed = self.entries(writer)
+        except Exception:
+            return True  # the save raises the TypeError naming the key, not this check
+        self._checked = entries
+        return changed
+
+    def forget_check(self) -> None:
+        """Drop what :meth:`check` kept: the pass it was for is over."""
+        self._checked = None
 
     def has_changes(self, writer: Writer) -> bool:
         """Return True if the contents differ from what was last declared unmodified.
@@ -294,12 +330,17 @@ class SessionData(MutableMapping[str, Any]):
                 data = self._pickled(writer, key, value)
             except Exception:
                 return True
-            if data is None or not _same_value(baseline[key], data, value):
+            if data is None or not _same_value(baseline[key], data, value, writer):
                 return True
         return False
 
 
-def _same_value(stored: bytes, pickled: bytes, value: Any) -> bool:
+# Opcodes that build sets (EMPTY_SET, ADDITEMS, FROZENSET), and the name a reduction to the
+# builtin set or frozenset carries: a stored pickle matching none of them holds no set.
+_MAY_HOLD_SET = re.compile(rb"[\x8f-\x91]|set")
+
+
+def _same_value(stored: bytes, pickled: bytes, value: Any, writer: Writer) -> bool:
     """Return True if a value read (not set) in this request still equals what is stored.
 
     Equal pickles settle it. Different pickles can still hold an unchanged value: a set's
@@ -310,6 +351,10 @@ def _same_value(stored: bytes, pickled: bytes, value: Any) -> bool:
     """
     if stored == pickled:
         return True
+    if not writer.reduced_by_class and _MAY_HOLD_SET.search(stored) is None:
+        # Without a set, or a class's own __reduce__ (a set subclass, or a class listing
+        # one), pickle writes equal values as equal bytes: no need to unpickle to compare.
+        return False
     try:
         before = unpickler.loads(stored)
     except ValueRejected:

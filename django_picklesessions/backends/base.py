@@ -98,6 +98,27 @@ class PickleSessionBase(SessionBase):
         # Not used for signing (record.py has its own derived keys); kept for API parity.
         return "django_picklesessions." + self.__class__.__qualname__
 
+    #: True inside :meth:`single_pass`.
+    _single_pass = False
+
+    @contextlib.contextmanager
+    def single_pass(self) -> Iterator[None]:
+        """Let the ``modified`` check and the save in the block share one pickling pass.
+
+        For a caller that runs no application code between the two, as
+        ``django_picklesessions.middleware.SessionMiddleware`` does around Django's
+        ``process_response``: an in-place change made between them would not be seen.
+        Anywhere else the check and the save each pickle afresh, and nothing is missed.
+        """
+        self._single_pass = True
+        try:
+            yield
+        finally:
+            self._single_pass = False
+            cache = self.__dict__.get("_session_cache")
+            if isinstance(cache, SessionData):
+                cache.forget_check()
+
     # ``modified`` also notices in-place changes to values that were read, so that
     # ``request.session["cart"].items.append(...)`` is saved without further ado.
     @property
@@ -107,7 +128,13 @@ class PickleSessionBase(SessionBase):
         cache = self.__dict__.get("_session_cache")
         if not isinstance(cache, SessionData):
             return False
-        if self._loaded_with_fallback or cache.has_changes(get_writer()):
+        if self._loaded_with_fallback:
+            changed = True
+        elif self._single_pass:
+            changed = cache.check(get_writer())
+        else:
+            changed = cache.has_changes(get_writer())
+        if changed:
             self._explicitly_modified = True
         return self._explicitly_modified
 
@@ -227,7 +254,7 @@ class PickleSessionBase(SessionBase):
         writer = get_writer()
         sid = record.session_id(self.session_key)
         if isinstance(data, SessionData):
-            entries, changed = data.entries(writer)
+            entries, changed = data.entries(writer, reuse=self._single_pass)
             unchanged = (
                 not changed
                 and not must_create
