@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import random
 import secrets
@@ -57,8 +58,17 @@ def valid_session_key(key: str) -> bool:
     return 0 < len(key) <= MAX_KEY_LENGTH and _VALID_KEY_CHARS.issuperset(key)
 
 
+_django_now = timezone.now
+
+
 def epoch_now() -> int:
-    """Return the current Unix time in seconds, through Django's clock (tests can move it)."""
+    """Return the current Unix time in seconds.
+
+    ``time.time()``, a seventh of what ``timezone.now().timestamp()`` costs; while something
+    has replaced ``django.utils.timezone.now`` (a test moving Django's clock), that clock.
+    """
+    if timezone.now is _django_now:
+        return int(time.time())
     return int(timezone.now().timestamp())
 
 
@@ -204,6 +214,17 @@ class PickleSessionBase(SessionBase):
         """Return where a session is stored: the hex SHA-256 of its key."""
         return record.session_id(session_key).hex()
 
+    #: The current session key, its record identity and its address, hashed once per key.
+    _identity: tuple[str | None, bytes, str] | None = None
+
+    def _current(self) -> tuple[str | None, bytes, str]:
+        key = self.session_key
+        identity = self._identity
+        if identity is None or identity[0] != key:
+            sid = record.session_id(key)
+            identity = self._identity = (key, sid, sid.hex())
+        return identity
+
     # --- Record encoding ----------------------------------------------------------------
 
     def decode_record(self, data: bytes | bytearray | memoryview | str | None) -> SessionData:
@@ -217,7 +238,7 @@ class PickleSessionBase(SessionBase):
         self._loaded_with_fallback = False
         if data is None:
             return SessionData()
-        sid = record.session_id(self.session_key)
+        sid = self._current()[1]
         try:
             if isinstance(data, str):
                 raise RecordError("format")
@@ -252,7 +273,7 @@ class PickleSessionBase(SessionBase):
     def _prepare(self, data: Mapping[str, Any], must_create: bool) -> _Prepared | None:
         """Build the record to write, or None when it would store exactly what is stored."""
         writer = get_writer()
-        sid = record.session_id(self.session_key)
+        sid = self._current()[1]
         if isinstance(data, SessionData):
             entries, changed = data.entries(writer, reuse=self._single_pass)
             unchanged = (
@@ -305,6 +326,16 @@ class PickleSessionBase(SessionBase):
 
     # --- SessionBase contract -----------------------------------------------------------
 
+    def get_expiry_age(self, **kwargs: Any) -> int:
+        # Django's computes timezone.now() on every call; it is needed only for a date.
+        if "modification" not in kwargs:
+            expiry = kwargs["expiry"] if "expiry" in kwargs else self.get("_session_expiry")
+            if not expiry:
+                return int(self.get_session_cookie_age())
+            if not isinstance(expiry, (datetime.datetime, str)):
+                return expiry  # type: ignore[no-any-return]
+        return int(super().get_expiry_age(**kwargs))
+
     def _key_to_read(self) -> str | None:
         """Return the address to read, or None for no key or a key we never issue."""
         key = self.session_key
@@ -318,7 +349,7 @@ class PickleSessionBase(SessionBase):
             if not adoption.reads_cookies():
                 security_logger.warning("Session key refused (format): %r…", key[:8])
             return None
-        return self.address(key)
+        return self._current()[2]
 
     def _loaded(self, data: bytes | None) -> SessionData:
         session = self.decode_record(data)
@@ -405,7 +436,7 @@ class PickleSessionBase(SessionBase):
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)
-        address = self.address(self.session_key)
+        address = self._current()[2]
         for attempt in range(self.save_attempts):
             prepared = self._prepare(data, must_create)
             if prepared is None:
@@ -427,7 +458,7 @@ class PickleSessionBase(SessionBase):
         if self.session_key is None:
             return await self.acreate()
         data = await self._aget_session(no_load=must_create)
-        address = self.address(self.session_key)
+        address = self._current()[2]
         for attempt in range(self.save_attempts):
             prepared = self._prepare(data, must_create)
             if prepared is None:
@@ -457,7 +488,7 @@ class PickleSessionBase(SessionBase):
         if not isinstance(cache, SessionData):
             self.__dict__.pop("_session_cache", None)  # the next read loads afresh
             return
-        self._catch_up(cache, self._read(self.address(self.session_key)))
+        self._catch_up(cache, self._read(self._current()[2]))
 
     def _lock_token(self, timeout: float, lease: float) -> tuple[str, str, float]:
         if timeout < 0 or lease <= 0:
