@@ -331,10 +331,10 @@ class PickleSessionBase(SessionBase):
         if "modification" not in kwargs:
             expiry = kwargs["expiry"] if "expiry" in kwargs else self.get("_session_expiry")
             if not expiry:
-                return int(self.get_session_cookie_age())
+                return self.get_session_cookie_age()
             if not isinstance(expiry, (datetime.datetime, str)):
                 return expiry  # type: ignore[no-any-return]
-        return int(super().get_expiry_age(**kwargs))
+        return super().get_expiry_age(**kwargs)
 
     def _key_to_read(self) -> str | None:
         """Return the address to read, or None for no key or a key we never issue."""
