@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import django
@@ -235,6 +236,62 @@ def report_auth_only(store: SessionStore) -> float:
     return share
 
 
+def report_requests() -> dict[str, float]:
+    """Time a request that changes one cart line in place, in memory, through each middleware.
+
+    Ours runs on the locmem engine, once as Django's ``SessionMiddleware`` finishes a request
+    (``modified``, then ``save()``: each pickles what was read) and once as ours does (one
+    pass). The view assigns no key, so only the change check can see the change. Stock is
+    Django's cache engine on the default LocMemCache (which pickles the dict, unsigned), the
+    JSON app assigning the cart back. Storage costs next to nothing here.
+    """
+    from django.contrib.sessions.backends.cache import SessionStore as StockCacheStore
+
+    from bench.engines import AUTH_KEYS, change_cart_line, finish
+
+    shares: dict[str, float] = {}
+    print("\n== a request that reads the auth keys and changes one cart line, in memory")
+    for name in ("cart",):
+        data = payloads.PAYLOADS[name]()
+        stored = {}
+        for label, store_class, value in (
+            ("ours", SessionStore, data),
+            ("stock", StockCacheStore, payloads.to_json_safe(data)),
+        ):
+            session = store_class()
+            session.update(value)
+            session.save()
+            stored[label] = session.session_key
+
+        def request(store_class: Any, key: str, ours: bool, one_pass: bool) -> None:
+            session = store_class(key)
+            for auth_key in AUTH_KEYS:
+                session[auth_key]
+            change_cart_line(session, ours)
+            finish(session, one_pass)
+
+        ours_key, stock_key = stored["ours"], stored["stock"]
+        timed = interleave(
+            {
+                "ours, Django's middleware": partial(request, SessionStore, ours_key, True, False),
+                "ours, our middleware": partial(request, SessionStore, ours_key, True, True),
+                "stock cache (LocMemCache)": partial(
+                    request, StockCacheStore, stock_key, False, False
+                ),
+            }
+        )
+        print(f"   {name}")
+        for label, timing in timed.items():
+            print(f"   {label:<28}{_us(timing.median)} ;{_us(timing.best)} µs/op")
+        ours_mw = timed["ours, our middleware"].median
+        fused = ours_mw / timed["ours, Django's middleware"].median
+        vs_stock = ours_mw / timed["stock cache (LocMemCache)"].median
+        print(f"   our middleware / Django's   {fused:9.2f}×")
+        print(f"   ours (our middleware) / stock {vs_stock:7.2f}×")
+        shares[name] = vs_stock
+    return shares
+
+
 def _verdict(met: bool) -> str:
     return "met" if met else "not met"
 
@@ -254,6 +311,7 @@ def main() -> None:
     started = time.perf_counter()
     results = {name: report_payload(name, store, stock, floor_key) for name in payloads.PAYLOADS}
     auth_share = report_auth_only(store)
+    report_requests()
     unpickling.report()
     if store.session_key != SESSION_KEY:
         print(f"   warning: the store's session key changed to {store.session_key!r}")

@@ -41,7 +41,9 @@ if not settings.configured:
         conn_max_age=600,
         SESSION_ENGINE=ENGINES[LABEL],
         ROOT_URLCONF=__name__,
-        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+        # Ours finishes with our middleware (one change check per request); for a stock
+        # engine it is Django's own.
+        MIDDLEWARE=["django_picklesessions.middleware.SessionMiddleware"],
         ALLOWED_HOSTS=["127.0.0.1", "localhost"],
         DEBUG=False,
     )

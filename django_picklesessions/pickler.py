@@ -23,6 +23,9 @@ from django_picklesessions.allowlist import AllowList, get_allow_list
 PROTOCOL = 5
 # Exact types pickle writes with opcodes alone, never with a global.
 _SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+#: After a pickle this long, the writer starts afresh: the pickler's memo table keeps the
+#: size its largest value needed, and clearing it costs that much on every later dump.
+_FRESH_AFTER = 16 * 1024
 
 
 class _Refused(Exception):
@@ -38,11 +41,17 @@ class _CheckingPickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, allow: AllowList) -> None:
         super().__init__(file, protocol=PROTOCOL)
         self._allow = allow
+        # The per-type verdict for nearly every object a session holds, bound once: this
+        # method runs for each of them (69 times for a 20-line cart).
+        self._default_reduce = allow.default_reduce
+        #: Set when a value was reduced by its class's own ``__reduce__``, whose output (a
+        #: set subclass lists its elements in hash order) equal values need not share.
+        self.reduced_by_class = False
 
     def reducer_override(self, obj: Any) -> Any:
         # Called for every object except exact builtin scalars and containers.
         cls = type(obj)
-        if cls in self._allow.default_reduce:
+        if cls in self._default_reduce:
             return NotImplemented
         if isinstance(obj, type):
             if obj in self._allow.classes:
@@ -71,6 +80,7 @@ class _CheckingPickler(pickle.Pickler):
                     f"its __reduce__ rebuilds it through {_callable_name(reduced[0])}, a "
                     "function, which the reader never calls",
                 )
+            self.reduced_by_class = True
             return reduced
         raise _Refused(cls, "it is not in PICKLESESSIONS_ALLOWED_CLASSES")
 
@@ -140,19 +150,27 @@ class Writer:
 
     def __init__(self, allow: AllowList) -> None:
         self.allow = allow
+        self._fresh()
+        #: Whether the last dump reduced a value through its class's own ``__reduce__``.
+        self.reduced_by_class = False
+
+    def _fresh(self) -> None:
         self._buffer = io.BytesIO()
-        self._pickler = _CheckingPickler(self._buffer, allow)
+        self._pickler = _CheckingPickler(self._buffer, self.allow)
 
     def dumps(self, key: str, value: Any) -> bytes:
         """Return the pickle of ``value``, or raise TypeError naming ``key`` and the class."""
         if type(value) in _SCALARS:
+            self.reduced_by_class = False
             return pickle.dumps(value, PROTOCOL)  # no globals possible: nothing to check
         buffer = self._buffer
         buffer.seek(0)
         buffer.truncate()
-        self._pickler.clear_memo()
+        pickler = self._pickler
+        pickler.clear_memo()
+        pickler.reduced_by_class = False
         try:
-            self._pickler.dump(value)
+            pickler.dump(value)
         except _Refused as exc:
             name = _name(exc.cls)
             raise TypeError(
@@ -164,7 +182,12 @@ class Writer:
                 f"Session key {key!r} cannot be stored: pickling its {_name(type(value))} "
                 f"failed ({exc})."
             ) from exc
-        return buffer.getvalue()
+        finally:
+            self.reduced_by_class = pickler.reduced_by_class
+        data = buffer.getvalue()
+        if len(data) > _FRESH_AFTER:
+            self._fresh()
+        return data
 
 
 _local = threading.local()

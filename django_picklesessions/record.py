@@ -12,7 +12,7 @@ import hmac
 import struct
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from django_picklesessions.exceptions import RecordError, SessionTooLarge
 from django_picklesessions.keys import Keyring
@@ -45,9 +45,11 @@ def session_id(session_key: str | None) -> bytes:
     return hashlib.sha256(session_key.encode("utf-8", "surrogatepass")).digest()
 
 
-@dataclass(frozen=True)
-class Record:
-    """A verified record: each session key's pickled value, and the signed metadata."""
+class Record(NamedTuple):
+    """A verified record: each session key's pickled value, and the signed metadata.
+
+    A named tuple, not a dataclass: one is built on every load, and a tuple costs less.
+    """
 
     entries: dict[str, bytes]
     issued_at: int

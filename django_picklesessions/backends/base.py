@@ -1,4 +1,4 @@
-"""The store base every engine extends: record checks, lazy decoding, change detection.
+"""The store base every engine extends: record checks, storage addressing, saves.
 
 An engine subclasses :class:`PickleSessionBase` and implements five storage primitives
 (``_read``, ``_write``, ``_remove``, ``_contains``, ``clear_expired``), each addressed by the
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from asgiref.sync import sync_to_async
@@ -29,33 +30,28 @@ from django.contrib.sessions.backends.base import (
 from django.core import signing
 from django.utils import timezone
 
-from django_picklesessions import budget, merge, record, unpickler
+from django_picklesessions import budget, record
 from django_picklesessions.conf import conf
+from django_picklesessions.data import SessionData
 from django_picklesessions.exceptions import (
     RecordError,
     SessionConflict,
     SessionLockTimeout,
-    ValueRejected,
     VersionConflict,
 )
 from django_picklesessions.keys import get_keyring
 from django_picklesessions.legacy import adoption
-from django_picklesessions.pickler import Writer, get_writer
+from django_picklesessions.pickler import get_writer
 
-security_logger = logging.getLogger("django.security.SuspiciousSession")
 logger = logging.getLogger("django_picklesessions")
+security_logger = logging.getLogger("django.security.SuspiciousSession")
 legacy_logger = logging.getLogger("django_picklesessions.legacy")
-
-# Marks a value that is still pickled; a private class so no session value can be it.
-_Pending = type("_Pending", (), {"__repr__": lambda self: "<not decoded>", "_flat_repr": True})
-_PENDING = _Pending()
 
 #: Longest session key read from storage; Django's keys are 32 characters.
 MAX_KEY_LENGTH = 64
 _VALID_KEY_CHARS = frozenset(VALID_KEY_CHARS)
 
-# Values of these types cannot change in place: read-only access needs no re-pickling.
-_IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+__all__ = ["PickleSessionBase", "SessionData", "epoch_now", "valid_session_key"]
 
 
 def valid_session_key(key: str) -> bool:
@@ -88,306 +84,18 @@ def linked_user(data: Mapping[str, Any]) -> str | None:
     return user
 
 
+_django_now = timezone.now
+
+
 def epoch_now() -> int:
-    """Return the current Unix time in seconds, through Django's clock (tests can move it)."""
+    """Return the current Unix time in seconds.
+
+    ``time.time()``, a seventh of what ``timezone.now().timestamp()`` costs; while something
+    has replaced ``django.utils.timezone.now`` (a test moving Django's clock), that clock.
+    """
+    if timezone.now is _django_now:
+        return int(time.time())
     return int(timezone.now().timestamp())
-
-
-class SessionData(MutableMapping[str, Any]):
-    """A session's contents, unpickling each value the first time it is read.
-
-    Keeps the pickles it was loaded from, so that a save can tell exactly what changed:
-    a value read and mutated in place is re-pickled and compared byte for byte, and a
-    value never read is written back as the same bytes without being unpickled.
-    """
-
-    __slots__ = ("_base", "_items", "_assigned", "_clean", "_touched", "_refused")
-
-    def __init__(self, base: Mapping[str, bytes] | None = None) -> None:
-        #: The pickles the storage holds; a save compares against them.
-        self._base: dict[str, bytes] = dict(base) if base else {}
-        self._items: dict[str, Any] = dict.fromkeys(self._base, _PENDING)
-        #: Keys set since the storage last matched ``_base``.
-        self._assigned: set[str] = set()
-        #: What ``modified = False`` declared unmodified, when that differs from ``_base``,
-        #: and the keys set since.
-        self._clean: dict[str, bytes] | None = None
-        self._touched: set[str] = set()
-        #: Keys whose stored value no longer loads (a class gone after a deploy): hidden from
-        #: the mapping, their stored bytes kept until the application sets or deletes them.
-        self._refused: set[str] = set()
-
-    @classmethod
-    def holding(cls, stored: Mapping[str, bytes], values: Mapping[str, Any]) -> SessionData:
-        """Return contents whose values are already known and whose pickles are stored."""
-        data = cls(stored)
-        data._items = dict(values)
-        return data
-
-    def _decode(self, key: str) -> Any:
-        try:
-            value = unpickler.loads(self._base[key])
-        except ValueRejected as exc:
-            del self._items[key]
-            if getattr(exc, "suspicious", False):
-                # Our writer never produces such a value: whoever wrote it holds the key. It
-                # is logged once and left out of the next save, so it is not logged again.
-                security_logger.warning("Session value %r refused: %s", key, exc)
-            else:
-                # A class gone after a deploy: hide this key only, and keep its bytes, so
-                # that rolling the deploy back brings the value back.
-                self._refused.add(key)
-                logger.warning(
-                    "Session key %r could not be unpickled; its stored value is kept until "
-                    "the application sets or deletes the key: %s",
-                    key,
-                    exc,
-                )
-            raise KeyError(key) from None
-        self._items[key] = value
-        return value
-
-    def __getitem__(self, key: str) -> Any:
-        value = self._items[key]
-        if value is _PENDING:
-            value = self._decode(key)
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._refused.discard(key)
-        self._items[key] = value
-        self._assigned.add(key)
-        self._touched.add(key)
-
-    def __delitem__(self, key: str) -> None:
-        # Deleting a key whose value did not load deletes its stored bytes too: a key the
-        # application deleted never comes back.
-        if key in self._refused:
-            self._refused.discard(key)
-            return
-        del self._items[key]
-
-    _MISSING = object()
-
-    def pop(self, key: str, default: Any = _MISSING) -> Any:
-        """Remove ``key`` and return its value; a key that did not load is removed too."""
-        if key in self._refused:
-            self._refused.discard(key)
-            if default is self._MISSING:
-                raise KeyError(key)
-            return default
-        if default is self._MISSING:
-            return super().pop(key)
-        return super().pop(key, default)
-
-    # Iteration and len() decode what is still pending, so that every view of the mapping
-    # agrees on which keys it holds: a key is listed exactly when reading it succeeds.
-    def __iter__(self) -> Iterator[str]:
-        self._decode_all()
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        self._decode_all()
-        return len(self._items)
-
-    def _decode_all(self) -> None:
-        for key in [k for k, v in self._items.items() if v is _PENDING]:
-            with contextlib.suppress(KeyError):  # refused and logged by _decode
-                self._decode(key)
-
-    def items(self) -> Any:
-        self._decode_all()
-        return self._items.items()
-
-    def values(self) -> Any:
-        self._decode_all()
-        return self._items.values()
-
-    def keys(self) -> Any:
-        self._decode_all()
-        return self._items.keys()
-
-    def clear(self) -> None:
-        self._items.clear()
-        self._refused.clear()
-
-    def __repr__(self) -> str:
-        return f"SessionData({_bounded_repr(self._items)})"
-
-    def rebase(self, stored: dict[str, bytes]) -> None:
-        """Record that ``stored`` is what the storage now holds for this session."""
-        self._base = stored
-        self._assigned.clear()
-        self._clean = None
-        self._touched.clear()
-        self._refused.intersection_update(stored)
-
-    def replay_onto(self, theirs: dict[str, bytes], writer: Writer) -> None:
-        """Rebase on ``theirs`` (what a concurrent save stored) and redo only our changes.
-
-        Our changes are the keys whose pickles differ from the base we loaded (set or changed
-        in place) and the keys we deleted. Everything else becomes theirs. A key both sides
-        changed follows its conflict policy (``merge.resolve``).
-        """
-        base = self._base
-        ours, _ = self.entries(writer)
-        items: dict[str, Any] = dict.fromkeys(theirs, _PENDING)
-        assigned: set[str] = set()
-
-        def decoded(pickles: dict[str, bytes], key: str) -> Callable[[], Any]:
-            def value() -> Any:
-                try:
-                    return unpickler.loads(pickles[key]) if key in pickles else merge.MISSING
-                except ValueRejected:
-                    return merge.MISSING
-
-            return value
-
-        changed = [key for key, data in ours.items() if base.get(key) != data]
-        deleted = [key for key in base if key not in ours]
-        for key in changed + deleted:
-            value = self._items[key] if key in ours else merge.MISSING
-            they_changed = theirs.get(key) != base.get(key)
-            # Equal changes need no policy, unless a merge adds them up (both tabs adding
-            # the same product turn {7: 1} into {7: 2}: the merge makes it {7: 3}).
-            if they_changed and (theirs.get(key) != ours.get(key) or merge.merges(key)):
-                value = merge.resolve(key, decoded(base, key), value, decoded(theirs, key))
-            if value is merge.MISSING:
-                items.pop(key, None)
-            else:
-                items[key] = value
-                assigned.add(key)
-        self._base = dict(theirs)
-        self._items = items
-        self._refused = set()  # their values are decoded afresh when read
-        self._assigned = assigned
-        self._clean = None
-        self._touched = set(assigned)
-
-    def mark_clean(self, writer: Writer) -> None:
-        """Take the current contents as unmodified (``session.modified = False``)."""
-        self._clean = self.entries(writer)[0]
-        self._touched.clear()
-
-    def decoded_keys(self) -> list[str]:
-        """Return the keys unpickled (or set) in this request so far, decoding no other."""
-        return [key for key, value in self._items.items() if value is not _PENDING]
-
-    def is_decoded(self, key: str) -> bool:
-        """Return True if ``key``'s value has been unpickled (or set) in this request."""
-        return key in self._items and self._items[key] is not _PENDING
-
-    def _pickled(self, writer: Writer, key: str, value: Any) -> bytes | None:
-        """Pickle ``value`` again, or return None for a forged value that is to be dropped.
-
-        A value the application set, or changed in place, that the writer refuses fails here
-        with the ``TypeError`` naming key and class. Only a value the reader itself built from
-        the stored bytes may fail without the application's doing (a read-only buffer, nesting
-        too deep to pickle, state an allowed class cannot reduce): our writer cannot have
-        produced those bytes, so the value is logged as a forgery and left out of the save.
-        """
-        try:
-            return writer.dumps(key, value)
-        except Exception as exc:
-            if key in self._assigned or key not in self._base:
-                raise
-            if not self._stored_value_unsavable(writer, key):
-                if isinstance(exc, TypeError):
-                    raise
-                raise TypeError(
-                    f"Session key {key!r} cannot be stored: pickling its "
-                    f"{type(value).__module__}.{type(value).__qualname__} failed "
-                    f"({type(exc).__name__}: {unpickler.clip(str(exc), 200)})."
-                ) from exc
-            del self._items[key]
-            security_logger.warning(
-                "Session value %r refused: the value its stored bytes build cannot be "
-                "pickled again, which our writer never produces (%s)",
-                key,
-                unpickler.clip(f"{type(exc).__name__}: {exc}", 200),
-            )
-            return None
-
-    def _stored_value_unsavable(self, writer: Writer, key: str) -> bool:
-        """Return True if the stored bytes of ``key``, decoded afresh, cannot be pickled."""
-        try:
-            writer.dumps(key, unpickler.loads(self._base[key]))
-        except Exception:
-            return True
-        return False
-
-    def entries(self, writer: Writer) -> tuple[dict[str, bytes], bool]:
-        """Pickle the current contents; return them and whether they differ from the base."""
-        base = self._base
-        out: dict[str, bytes] = {}
-        for key, value in list(self._items.items()):
-            if value is _PENDING or (key not in self._assigned and type(value) in _IMMUTABLE):
-                out[key] = base[key]
-                continue
-            data = self._pickled(writer, key, value)
-            if data is None:
-                continue  # a forgery, dropped
-            if key not in self._assigned and _same_value(base[key], data, value):
-                data = base[key]  # keep the stored bytes: nothing changed
-            out[key] = data
-        for key in self._refused:
-            out[key] = base[key]
-        return out, out != base
-
-    def has_changes(self, writer: Writer) -> bool:
-        """Return True if the contents differ from what was last declared unmodified.
-
-        A value that cannot be pickled counts as a change: the save that follows raises the
-        ``TypeError`` naming it (or drops it, for a forgery), never this check.
-        """
-        if self._clean is None:
-            baseline, touched = self._base, self._assigned
-        else:
-            baseline, touched = self._clean, self._touched
-        if len(self._items) + len(self._refused) != len(baseline):
-            return True
-        for key, value in list(self._items.items()):
-            if key not in baseline:
-                return True
-            if value is _PENDING or (key not in touched and type(value) in _IMMUTABLE):
-                continue
-            try:
-                if key in touched:
-                    if writer.dumps(key, value) != baseline[key]:
-                        return True
-                    continue
-                data = self._pickled(writer, key, value)
-            except Exception:
-                return True
-            if data is None or not _same_value(baseline[key], data, value):
-                return True
-        return False
-
-
-def _same_value(stored: bytes, pickled: bytes, value: Any) -> bool:
-    """Return True if a value read (not set) in this request still equals what is stored.
-
-    Equal pickles settle it. Different pickles can still hold an unchanged value: a set's
-    elements come out in an order that depends on the process's string hashing, so a set
-    read and re-pickled may differ byte for byte. Then the stored value is unpickled and
-    compared (same type, ``==``), so that reading a session never makes it look modified.
-    A comparison that raises (a forged ``Decimal('sNaN')``) counts as a change.
-    """
-    if stored == pickled:
-        return True
-    try:
-        before = unpickler.loads(stored)
-    except ValueRejected:
-        return False
-    try:
-        return type(before) is type(value) and bool(before == value)
-    except Exception:
-        return False
-
-
-def _bounded_repr(items: Mapping[str, Any]) -> str:
-    """Return a repr of session contents that stays short whatever the values hold."""
-    return unpickler.bounded_repr(dict(items))
 
 
 class _Prepared(NamedTuple):
@@ -428,6 +136,27 @@ class PickleSessionBase(SessionBase):
         # Not used for signing (record.py has its own derived keys); kept for API parity.
         return "django_picklesessions." + self.__class__.__qualname__
 
+    #: True inside :meth:`single_pass`.
+    _single_pass = False
+
+    @contextlib.contextmanager
+    def single_pass(self) -> Iterator[None]:
+        """Let the ``modified`` check and the save in the block share one pickling pass.
+
+        For a caller that runs no application code between the two, as
+        ``django_picklesessions.middleware.SessionMiddleware`` does around Django's
+        ``process_response``: an in-place change made between them would not be seen.
+        Anywhere else the check and the save each pickle afresh, and nothing is missed.
+        """
+        self._single_pass = True
+        try:
+            yield
+        finally:
+            self._single_pass = False
+            cache = self.__dict__.get("_session_cache")
+            if isinstance(cache, SessionData):
+                cache.forget_check()
+
     # ``modified`` also notices in-place changes to values that were read, so that
     # ``request.session["cart"].items.append(...)`` is saved without further ado.
     @property
@@ -437,7 +166,13 @@ class PickleSessionBase(SessionBase):
         cache = self.__dict__.get("_session_cache")
         if not isinstance(cache, SessionData):
             return False
-        if self._loaded_with_fallback or cache.has_changes(get_writer()):
+        if self._loaded_with_fallback:
+            changed = True
+        elif self._single_pass:
+            changed = cache.check(get_writer())
+        else:
+            changed = cache.has_changes(get_writer())
+        if changed:
             self._explicitly_modified = True
         return self._explicitly_modified
 
@@ -520,6 +255,17 @@ class PickleSessionBase(SessionBase):
         """Return where a session is stored: the hex SHA-256 of its key."""
         return record.session_id(session_key).hex()
 
+    #: The current session key, its record identity and its address, hashed once per key.
+    _identity: tuple[str | None, bytes, str] | None = None
+
+    def _current(self) -> tuple[str | None, bytes, str]:
+        key = self.session_key
+        identity = self._identity
+        if identity is None or identity[0] != key:
+            sid = record.session_id(key)
+            identity = self._identity = (key, sid, sid.hex())
+        return identity
+
     # --- Record encoding ----------------------------------------------------------------
 
     def decode_record(self, data: bytes | bytearray | memoryview | str | None) -> SessionData:
@@ -533,7 +279,7 @@ class PickleSessionBase(SessionBase):
         self._loaded_with_fallback = False
         if data is None:
             return SessionData()
-        sid = record.session_id(self.session_key)
+        sid = self._current()[1]
         try:
             if isinstance(data, str):
                 raise RecordError("format")
@@ -568,9 +314,9 @@ class PickleSessionBase(SessionBase):
     def _prepare(self, data: Mapping[str, Any], must_create: bool) -> _Prepared | None:
         """Build the record to write, or None when it would store exactly what is stored."""
         writer = get_writer()
-        sid = record.session_id(self.session_key)
+        sid = self._current()[1]
         if isinstance(data, SessionData):
-            entries, changed = data.entries(writer)
+            entries, changed = data.entries(writer, reuse=self._single_pass)
             unchanged = (
                 not changed
                 and not must_create
@@ -622,6 +368,16 @@ class PickleSessionBase(SessionBase):
 
     # --- SessionBase contract -----------------------------------------------------------
 
+    def get_expiry_age(self, **kwargs: Any) -> int:
+        # Django's computes timezone.now() on every call; it is needed only for a date.
+        if "modification" not in kwargs:
+            expiry = kwargs["expiry"] if "expiry" in kwargs else self.get("_session_expiry")
+            if not expiry:
+                return self.get_session_cookie_age()
+            if not isinstance(expiry, (datetime.datetime, str)):
+                return expiry  # type: ignore[no-any-return]
+        return super().get_expiry_age(**kwargs)
+
     def _key_to_read(self) -> str | None:
         """Return the address to read, or None for no key or a key we never issue."""
         key = self.session_key
@@ -635,7 +391,7 @@ class PickleSessionBase(SessionBase):
             if not adoption.reads_cookies():
                 security_logger.warning("Session key refused (format): %r…", key[:8])
             return None
-        return self.address(key)
+        return self._current()[2]
 
     def _loaded(self, data: bytes | None) -> SessionData:
         session = self.decode_record(data)
@@ -722,7 +478,7 @@ class PickleSessionBase(SessionBase):
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)
-        address = self.address(self.session_key)
+        address = self._current()[2]
         for attempt in range(self.save_attempts):
             prepared = self._prepare(data, must_create)
             if prepared is None:
@@ -751,7 +507,7 @@ class PickleSessionBase(SessionBase):
         if self.session_key is None:
             return await self.acreate()
         data = await self._aget_session(no_load=must_create)
-        address = self.address(self.session_key)
+        address = self._current()[2]
         for attempt in range(self.save_attempts):
             prepared = self._prepare(data, must_create)
             if prepared is None:
@@ -786,7 +542,7 @@ class PickleSessionBase(SessionBase):
         if not isinstance(cache, SessionData):
             self.__dict__.pop("_session_cache", None)  # the next read loads afresh
             return
-        self._catch_up(cache, self._read(self.address(self.session_key)))
+        self._catch_up(cache, self._read(self._current()[2]))
 
     def _lock_token(self, timeout: float, lease: float) -> tuple[str, str, float]:
         if timeout < 0 or lease <= 0:

@@ -57,7 +57,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Static files without a separate web server: first, so that they skip the session.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django_picklesessions.middleware.SessionMiddleware",  # Django's, one change check
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

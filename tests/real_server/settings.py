@@ -21,7 +21,7 @@ ROOT_URLCONF = "tests.real_server.urls"
 WSGI_APPLICATION = "tests.real_server.wsgi.application"
 INSTALLED_APPS = ["django.contrib.messages", "django_picklesessions"]
 MIDDLEWARE = [
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django_picklesessions.middleware.SessionMiddleware",  # the change check shared with save
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 # Each add leaves an "Added …" message in the session: the default _messages merge keeps all.
