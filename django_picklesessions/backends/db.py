@@ -152,6 +152,14 @@ class SessionStore(PickleSessionBase):
     #: batches are slower than one ``DELETE`` (docs/benchmarks.md, "Cleanup").
     clear_expired_batch_size = 50_000
 
+    #: Compression threshold by ``connection.vendor`` (one class serves every database):
+    #: a server across a socket pays per byte sent and stored, a SQLite file does not, so
+    #: other vendors keep ``compress_min_size`` (docs/settings.md, "Compression").
+    compress_min_size_by_vendor: dict[str, int | None] = {
+        "postgresql": 16 * 1024,
+        "mysql": 16 * 1024,
+    }
+
     @classmethod
     def get_model_class(cls) -> type[AbstractSession]:
         # Imported here so that importing the engine needs no app registry.
@@ -162,6 +170,11 @@ class SessionStore(PickleSessionBase):
     @cached_property
     def model(self) -> type[AbstractSession]:
         return self.get_model_class()
+
+    def _compress_min_size(self) -> int | None:
+        vendor = connections[router.db_for_write(self.model)].vendor
+        default = self.compress_min_size_by_vendor.get(vendor, self.compress_min_size)
+        return conf.compress_min_size(default)
 
     def _get_new_session_key(self) -> str:
         # No existence query first: a collision (1 in 2**165) fails the INSERT with
