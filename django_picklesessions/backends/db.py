@@ -326,7 +326,7 @@ class SessionStore(PickleSessionBase):
         """Delete expired rows in transactions of at most ``clear_expired_batch_size`` rows.
 
         Each batch is a range of the expiry index, deleted with the plan of a single
-        ``DELETE ... WHERE expires_at < t``: rows ordered by expiry, never a list of ids.
+        ``DELETE ... WHERE expires_at < t``: no ids travel to Python and back.
         """
         model = cls.get_model_class()
         alias = router.db_for_write(model)
@@ -370,8 +370,9 @@ class SessionStore(PickleSessionBase):
         with connections[alias].cursor() as cursor:
             cursor.execute(sql.expired + f" LIMIT {size}", [expires_at])
             batch = [row[0] for row in cursor.fetchall()]
-        placeholders = ", ".join(["%s"] * len(batch))
-        cls._delete_batch(alias, sql.delete_many.format(placeholders), batch)
+        if batch:  # empty when another cleanup took them meanwhile
+            placeholders = ", ".join(["%s"] * len(batch))
+            cls._delete_batch(alias, sql.delete_many.format(placeholders), batch)
 
     # --- Async: the async ORM ---------------------------------------------------------------
 
