@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -106,6 +106,7 @@ def child(engine: str, kind: str | None, workdir: Path, pg_name: str | None, tra
 
     from django.conf import settings
 
+    clear_expired: Callable[[], None]
     if engine == "floor-file":
         root = Path(settings.PICKLESESSIONS_FILE_PATH)
         clear_expired = functools.partial(unlink_expired, root)
