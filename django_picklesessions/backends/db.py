@@ -149,7 +149,7 @@ class SessionStore(PickleSessionBase):
 
     #: Rows deleted per transaction by ``clear_expired``: locks and WAL stay bounded on any
     #: table size. Each batch costs a commit and a pass over the pages it touches, so smaller
-    #: batches are slower than one ``DELETE`` (docs/benchmarks.md, "Cleanup").
+    #: batches are slower than one ``DELETE`` (docs/benchmarks.md, "Cleanup after issue 12").
     clear_expired_batch_size = 50_000
 
     #: Compression threshold by ``connection.vendor`` (one class serves every database):
