@@ -23,7 +23,7 @@ from bench import payloads
 #: Deterministic, bench-only secret: 60 characters that pass Django's W009 rules.
 SECRET_KEY = "q7Lr-bench-engines-Zt4x9WmKp2Vn8sYc5Hd3Jf6Gb1Qe0Ra-uTyEiOoPlA"
 
-DB_KINDS = ("sqlite", "sqlite-wal", "postgresql")
+DB_KINDS = ("sqlite", "sqlite-wal", "postgresql", "mariadb")
 
 #: The PostgreSQL server of the development machines (trust auth); ``PGUSER`` overrides.
 PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
@@ -31,6 +31,10 @@ PG_PORT = os.environ.get("PGPORT", "5432")
 PG_USER = os.environ.get("PGUSER", "postgres")
 #: The database connected to only to create and drop the scratch database.
 PG_MAINTENANCE_DB = "test"
+#: The MariaDB server of the development machines (root, no password); a scratch database
+#: per run, as on PostgreSQL.
+MARIADB_HOST = os.environ.get("MARIADB_HOST", "127.0.0.1")
+MARIADB_PORT = int(os.environ.get("MARIADB_PORT", "3306"))
 
 #: Module of our file engine (written in parallel; the benchmarks skip it while it is absent).
 OUR_FILE_ENGINE = "django_picklesessions.backends.file"
@@ -68,6 +72,25 @@ def scratch_postgres(prefix: str = "picklesessions_bench") -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def scratch_mariadb(prefix: str = "picklesessions_bench") -> Iterator[str]:
+    """Create an empty MariaDB database for this run, yield its name, and drop it afterwards."""
+    import pymysql  # type: ignore[import-untyped]
+
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    with pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root") as conn:
+        conn.cursor().execute(f"CREATE DATABASE `{name}`")
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        with pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root") as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
 def database(kind: str, workdir: Path, pg_name: str | None = None) -> dict[str, Any]:
     """Return the ``DATABASES['default']`` entry for a database kind."""
     if kind in ("sqlite", "sqlite-wal"):
@@ -81,6 +104,19 @@ def database(kind: str, workdir: Path, pg_name: str | None = None) -> dict[str, 
             "PORT": PG_PORT,
             "NAME": pg_name,
             "USER": PG_USER,
+        }
+    if kind == "mariadb":
+        if pg_name is None:
+            raise ValueError("MariaDB needs the scratch database's name")
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": MARIADB_HOST,
+            "PORT": MARIADB_PORT,
+            "NAME": pg_name,
+            "USER": "root",
         }
     raise ValueError(f"unknown database kind {kind!r}; choose from {', '.join(DB_KINDS)}")
 
@@ -170,6 +206,12 @@ def describe_database() -> str:
             cursor.execute("SELECT sqlite_version()")
             version = cursor.fetchone()[0]
             return f"SQLite {version} file, journal_mode={journal}, synchronous={sync}"
+        if connection.vendor == "mysql":
+            cursor.execute("SELECT VERSION()")
+            return (
+                f"MariaDB {cursor.fetchone()[0]} at {MARIADB_HOST}:{MARIADB_PORT}, scratch "
+                f"database {connection.settings_dict['NAME']}"
+            )
         cursor.execute("SHOW server_version")
         version = cursor.fetchone()[0]
         return (

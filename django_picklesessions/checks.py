@@ -17,7 +17,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from django_picklesessions import allowlist, keys, merge
-from django_picklesessions.conf import DEFAULTS, PREFIX
+from django_picklesessions.conf import DEFAULTS, ENGINE_DEFAULT, PREFIX
 
 _KEYS_HINT = (
     "Generate one with django.core.management.utils.get_random_secret_key() and keep it "
@@ -136,7 +136,8 @@ def check_sizes(
         if type(value) is not int or value < 1024:
             bad(name, "an int of at least 1024 (bytes)")
     compress = values["COMPRESS_MIN_SIZE"]
-    if compress is not None and (type(compress) is not int or compress < 0):
+    unset = compress is None or compress is ENGINE_DEFAULT
+    if not unset and (type(compress) is not int or compress < 0):
         bad("COMPRESS_MIN_SIZE", "None or a non-negative int (bytes)")
     if type(values["STRICT_UNPICKLING"]) is not bool:
         bad("STRICT_UNPICKLING", "True or False")

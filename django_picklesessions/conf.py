@@ -18,13 +18,24 @@ from django.utils import timezone
 
 PREFIX = "PICKLESESSIONS_"
 
+
+class _EngineDefault:
+    """The default of a setting whose value each engine chooses (an engine class attribute)."""
+
+    def __repr__(self) -> str:
+        return "each engine's own (docs/settings.md)"
+
+
+#: The value of an unset ``PICKLESESSIONS_COMPRESS_MIN_SIZE``: the engine decides.
+ENGINE_DEFAULT: Any = _EngineDefault()
+
 #: Defaults of every setting; ``docs/settings.md`` documents each one.
 DEFAULTS: dict[str, Any] = {
     "KEYS": None,
     "ALLOWED_CLASSES": (),
     "MAX_RECORD_SIZE": 256 * 1024,
     "MAX_PAYLOAD_SIZE": 1024 * 1024,
-    "COMPRESS_MIN_SIZE": 64 * 1024,
+    "COMPRESS_MIN_SIZE": ENGINE_DEFAULT,
     "STRICT_UNPICKLING": False,
     "FILE_PATH": None,
     "FILE_FSYNC": False,
@@ -97,9 +108,11 @@ class Settings:
     def MAX_PAYLOAD_SIZE(self) -> int:  # noqa: N802
         return int(self._get("MAX_PAYLOAD_SIZE"))
 
-    @property
-    def COMPRESS_MIN_SIZE(self) -> int | None:  # noqa: N802
+    def compress_min_size(self, engine_default: int | None) -> int | None:
+        """Return the compression threshold: the setting if set, else the engine's default."""
         value = self._get("COMPRESS_MIN_SIZE")
+        if value is ENGINE_DEFAULT:
+            return engine_default
         return None if value is None else int(value)
 
     @property

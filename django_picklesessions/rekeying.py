@@ -76,7 +76,7 @@ def rekey_one(store: PickleSessionBase, address: str, data: bytes | None, now: i
                 keyring=keyring,
                 max_record_size=conf.MAX_RECORD_SIZE,
                 max_payload_size=conf.MAX_PAYLOAD_SIZE,
-                compress_min_size=conf.COMPRESS_MIN_SIZE,
+                compress_min_size=store._compress_min_size(),
             )
         except SessionTooLarge:
             return "too_large"

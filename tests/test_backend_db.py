@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import time
 
@@ -17,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_picklesessions import record
 from django_picklesessions.admin import describe
+from django_picklesessions.backends import db as db_backend
 from django_picklesessions.backends.db import SessionStore
 from django_picklesessions.models import Session
 from tests.custom_sessions.models import TenantSession
@@ -185,26 +187,99 @@ def test_odd_session_keys_never_reach_the_database_as_is(key: str) -> None:
     assert all(len(a) == 64 and set(a) <= set("0123456789abcdef") for a in addresses)
 
 
-def test_clear_expired_deletes_in_batches(monkeypatch) -> None:
-    now = int(time.time())
+def fill_rows(expiries: list[int]) -> None:
     Session.objects.bulk_create(
-        [
-            Session(address=f"{n:064x}", record=b"x", expires_at=now - 10, version=1)
-            for n in range(25)
-        ]
-        + [
-            Session(address=f"{n:064x}", record=b"x", expires_at=now + 999, version=1)
-            for n in range(25, 30)
-        ]
+        Session(address=f"{n:064x}", record=b"x", expires_at=at, version=1)
+        for n, at in enumerate(expiries)
     )
-    monkeypatch.setattr(SessionStore, "clear_expired_batch_size", 10)
-    with CaptureQueriesContext(connection) as queries:
+
+
+def delete_rowcounts(monkeypatch: pytest.MonkeyPatch, size: int) -> list[int]:
+    """Run clear_expired with batches of ``size``; return the rows each DELETE removed."""
+    counts: list[int] = []
+
+    def count(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("DELETE"):
+            counts.append(context["cursor"].rowcount)
+        return result
+
+    monkeypatch.setattr(SessionStore, "clear_expired_batch_size", size)
+    with connection.execute_wrapper(count):
         SessionStore.clear_expired()
-    deletes = [q for q in queries if q["sql"].startswith("DELETE")]
-    assert len(deletes) == 3
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("spread", "size", "generic"),
+    [
+        ("distinct", 10, False),
+        ("tied", 10, False),
+        ("mixed", 7, False),
+        ("distinct", 1000, False),
+        ("tied", 10, True),
+        ("mixed", 7, True),
+    ],
+)
+def test_clear_expired_deletes_exactly_the_expired_rows_in_bounded_batches(
+    monkeypatch: pytest.MonkeyPatch, spread: str, size: int, generic: bool
+) -> None:
+    if generic:
+        # A database without a one-statement batch delete: tied rows go by address lists.
+        statements = db_backend._statements(Session, "default")
+        plain = dataclasses.replace(statements, delete_expired_batch=None)
+        monkeypatch.setattr(db_backend, "_statements", lambda model, alias: plain)
+    now = int(time.time())
+    expired = {
+        "distinct": [now - 1 - n for n in range(25)],
+        "tied": [now - 10] * 25,  # one expiry: batches cannot be split by expiry range
+        "mixed": [now - 10] * 9 + [now - 5] * 3 + [now - 1 - n for n in range(13)],
+    }[spread]
+    expired[0] = now  # expires_at == now has expired: a load refuses it
+    live = [now + 1, now + 999, now + 999, now + 5]
+    fill_rows(expired + live)
+    counts = delete_rowcounts(monkeypatch, size)
+    assert sum(counts) == len(expired)
+    assert max(counts) <= size
+    assert len(counts) <= 2 * (len(expired) // size + 1)  # no statement per row
     assert sorted(Session.objects.values_list("address", flat=True)) == [
-        f"{n:064x}" for n in range(25, 30)
+        f"{n:064x}" for n in range(len(expired), len(expired) + len(live))
     ]
+
+
+def test_clear_expired_with_nothing_expired_deletes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = int(time.time())
+    fill_rows([now + 1, now + 60])
+    assert delete_rowcounts(monkeypatch, 10) == [0]
+    assert Session.objects.count() == 2
+
+
+@needs_async
+@pytest.mark.django_db(transaction=True)
+def test_aclear_expired_is_bounded_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = int(time.time())
+    fill_rows([now - 10] * 5 + [now - n for n in range(1, 8)] + [now + 60])
+
+    def clear() -> None:
+        asyncio.run(SessionStore.aclear_expired())
+
+    # The async twin runs the sync code in a worker thread, on that thread's connection.
+    seen: list[int] = []
+    monkeypatch.setattr(SessionStore, "clear_expired_batch_size", 4)
+    original = SessionStore._delete_batch
+
+    def spy(alias: str, statement: str, params: list[int]) -> int:
+        removed = original(alias, statement, params)
+        seen.append(removed)
+        return removed
+
+    monkeypatch.setattr(SessionStore, "_delete_batch", staticmethod(spy))
+    clear()
+    connections.close_all()
+    assert sum(seen) == 12 and max(seen) <= 4
+    assert list(Session.objects.values_list("expires_at", flat=True)) == [now + 60]
 
 
 def test_clearsessions_command(settings) -> None:

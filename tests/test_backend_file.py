@@ -273,9 +273,11 @@ def test_clear_expired(
     now = int(time.time())
     expired = write_record(session_dir, "expired-session-key-0123456789ab", now - 5)
     live = write_record(session_dir, "live-session-key-0123456789abcde", now + 86400)
-    # Someone moved the live record's mtime back; its signed header still says "valid".
+    # Someone moved a live record's mtime back: it no longer loads (E8), so cleanup takes it,
+    # without reading its signed header.
     tampered = write_record(session_dir, "tampered-mtime-key-0123456789abc", now + 86400)
     os.utime(tampered, (now - 3600, now - 3600))
+    assert SessionStore("tampered-mtime-key-0123456789abc").load() == {} and tampered.exists()
     garbage = expired.parent / (expired.parent.name + "f" * 62)  # a record name, no header
     garbage.write_bytes(b"not a record")
     os.utime(garbage, (now - 5, now - 5))
@@ -293,15 +295,15 @@ def test_clear_expired(
 
     SessionStore.clear_expired()
     assert not expired.exists()
-    assert not garbage.exists()
-    assert live.exists() and tampered.exists() and foreign.exists() and link.is_symlink()
+    assert not garbage.exists() and not tampered.exists()
+    assert live.exists() and foreign.exists() and link.is_symlink()
     assert target.read_bytes() == b"x"
     assert stale.exists()  # a writer may still be busy with it
 
     later(monkeypatch, file_backend.TEMP_MAX_AGE + 1)
     SessionStore.clear_expired()
     assert not stale.exists()
-    assert live.exists() and tampered.exists()
+    assert live.exists()
     assert unpickle_spy.calls == 0
 
 
@@ -340,13 +342,22 @@ def test_clear_expired_streams_thousands_of_files(
 
     monkeypatch.setattr(os, "listdir", no_listdir)
     reads = ReadSpy(monkeypatch)
+    unlinks = 0
+    unlink = os.unlink
+
+    def counted_unlink(*args: Any, **kwargs: Any) -> None:
+        nonlocal unlinks
+        unlinks += 1
+        unlink(*args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", counted_unlink)
     started = time.perf_counter()
     SessionStore.clear_expired()
     elapsed = time.perf_counter() - started
     remaining = {p.name for p in tree(session_dir) if p.is_file()}
     assert remaining == {SessionStore.address(f"live-{n:027d}") for n in range(1000)}
-    assert len(reads.sizes) == 1000  # one header per file removed, none for live ones
-    assert max(reads.sizes) == record.HEADER.size
+    assert reads.sizes == []  # decided from metadata: no file is opened or read
+    assert unlinks == 1000
     assert unpickle_spy.calls == 0
     assert elapsed < 3.0
 

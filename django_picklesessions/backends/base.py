@@ -113,6 +113,13 @@ class _Prepared(NamedTuple):
 class PickleSessionBase(SessionBase):
     """Shared logic of the pickle engines; subclasses provide the storage primitives."""
 
+    #: Payloads at least this large are zlib-compressed, unless the setting
+    #: ``PICKLESESSIONS_COMPRESS_MIN_SIZE`` says otherwise; each engine sets its own.
+    compress_min_size: int | None = 64 * 1024
+
+    def _compress_min_size(self) -> int | None:
+        return conf.compress_min_size(self.compress_min_size)
+
     def __init__(self, session_key: str | None = None) -> None:
         self._explicitly_modified = False
         # SessionBase.__init__ is not called: it imports SESSION_SERIALIZER, and on Django >= 5
@@ -349,7 +356,7 @@ class PickleSessionBase(SessionBase):
             keyring=get_keyring(),
             max_record_size=conf.MAX_RECORD_SIZE,
             max_payload_size=conf.MAX_PAYLOAD_SIZE,
-            compress_min_size=conf.COMPRESS_MIN_SIZE,
+            compress_min_size=self._compress_min_size(),
         )
         budget.check(len(data_bytes), entries)
         user = linked_user(data) if conf.USER_LINK else None

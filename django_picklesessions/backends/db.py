@@ -11,6 +11,7 @@ import contextlib
 import functools
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,8 @@ class _Statements:
     update_linked_if_version: str
     delete: str
     expired: str
+    expired_cutoff: str  # the expiry of the (n+1)th expired row: what bounds one batch
+    delete_expired_before: str
     delete_many: str  # formatted with the placeholders of one batch
     delete_expired_batch: str | None  # where the database can delete a batch in one statement
 
@@ -112,6 +115,11 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         update_linked_if_version=f"{update}, {user} = %s WHERE {address} = %s AND {version} = %s",
         delete=f"DELETE FROM {table} WHERE {address} = %s",
         expired=f"SELECT {address} FROM {table} WHERE {expires_at} <= %s ORDER BY {expires_at}",
+        expired_cutoff=(
+            f"SELECT {expires_at} FROM {table} WHERE {expires_at} <= %s "
+            f"ORDER BY {expires_at} LIMIT 1 OFFSET %s"
+        ),
+        delete_expired_before=f"DELETE FROM {table} WHERE {expires_at} < %s",
         delete_many=f"DELETE FROM {table} WHERE {address} IN ({{}})",
         delete_expired_batch=_delete_expired_batch(connections[alias].vendor, table, expires_at),
     )
@@ -148,8 +156,18 @@ def _delete_expired_batch(vendor: str, table: str, expires_at: str) -> str | Non
 class SessionStore(PickleSessionBase):
     """Keep signed records in a table: ``django_picklesessions.models.Session`` by default."""
 
-    #: Rows deleted per statement by ``clear_expired``: memory stays flat on any table size.
-    clear_expired_batch_size = 1000
+    #: Rows deleted per transaction by ``clear_expired``: locks and WAL stay bounded on any
+    #: table size. Each batch costs a commit and a pass over the pages it touches, so smaller
+    #: batches are slower than one ``DELETE`` (docs/benchmarks.md, "Cleanup after issue 12").
+    clear_expired_batch_size = 50_000
+
+    #: Compression threshold by ``connection.vendor`` (one class serves every database):
+    #: a server across a socket pays per byte sent and stored, a SQLite file does not, so
+    #: other vendors keep ``compress_min_size`` (docs/settings.md, "Compression").
+    compress_min_size_by_vendor: dict[str, int | None] = {
+        "postgresql": 16 * 1024,
+        "mysql": 16 * 1024,
+    }
 
     @classmethod
     def get_model_class(cls) -> type[AbstractSession]:
@@ -161,6 +179,11 @@ class SessionStore(PickleSessionBase):
     @cached_property
     def model(self) -> type[AbstractSession]:
         return self.get_model_class()
+
+    def _compress_min_size(self) -> int | None:
+        vendor = connections[router.db_for_write(self.model)].vendor
+        default = self.compress_min_size_by_vendor.get(vendor, self.compress_min_size)
+        return conf.compress_min_size(default)
 
     def _get_new_session_key(self) -> str:
         # No existence query first: a collision (1 in 2**165) fails the INSERT with
@@ -360,28 +383,56 @@ class SessionStore(PickleSessionBase):
 
     @classmethod
     def clear_expired(cls) -> None:
+        """Delete expired rows in transactions of at most ``clear_expired_batch_size`` rows.
+
+        Each batch is a range of the expiry index, deleted with the plan of a single
+        ``DELETE ... WHERE expires_at < t``: no ids travel to Python and back.
+        """
         model = cls.get_model_class()
         alias = router.db_for_write(model)
         sql = _statements(model, alias)
         size = int(cls.clear_expired_batch_size)
         now = epoch_now()
-        if sql.delete_expired_batch:
-            # One statement per batch, locating rows by their physical id: no list of
-            # addresses travels to Python and back.
-            while True:
-                with connections[alias].cursor() as cursor:
-                    cursor.execute(sql.delete_expired_batch, [now, size])
-                    if cursor.rowcount < size:
-                        return
         while True:
             with connections[alias].cursor() as cursor:
-                cursor.execute(sql.expired + f" LIMIT {size}", [now])
-                batch = [row[0] for row in cursor.fetchall()]
-                if batch:
-                    placeholders = ", ".join(["%s"] * len(batch))
-                    cursor.execute(sql.delete_many.format(placeholders), batch)
-            if len(batch) < size:
+                cursor.execute(sql.expired_cutoff, [now, size])
+                found = cursor.fetchone()
+            if found is None:
+                # At most ``size`` expired rows are left: the last batch.
+                cls._delete_batch(alias, sql.delete_expired_before, [now + 1])
                 return
+            # Rows below the (size+1)th expiry are at most ``size``.
+            if not cls._delete_batch(alias, sql.delete_expired_before, [found[0]]):
+                # More than ``size`` rows share the lowest expiry: take ``size`` of them.
+                cls._delete_tied(alias, sql, int(found[0]), size)
+
+    @staticmethod
+    def _delete_batch(alias: str, statement: str, params: Sequence[int | str]) -> int:
+        """Run one delete (its own transaction in autocommit); return the rows it removed."""
+        connection = connections[alias]
+        if connection.vendor != "postgresql" or connection.in_atomic_block:
+            with connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                return int(cursor.rowcount)
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            # No wait for the WAL flush at each batch's commit: after a crash the rows are
+            # still expired, and the next run deletes them. Never set inside a caller's
+            # transaction, whose commit it would also relax.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor.execute(statement, params)
+            return int(cursor.rowcount)
+
+    @classmethod
+    def _delete_tied(cls, alias: str, sql: _Statements, expires_at: int, size: int) -> None:
+        if sql.delete_expired_batch:
+            cls._delete_batch(alias, sql.delete_expired_batch, [expires_at, size])
+            return
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql.expired + f" LIMIT {size}", [expires_at])
+            batch = [row[0] for row in cursor.fetchall()]
+        if batch:  # empty when another cleanup took them meanwhile
+            placeholders = ", ".join(["%s"] * len(batch))
+            cls._delete_batch(alias, sql.delete_many.format(placeholders), batch)
 
     # --- Async: the async ORM ---------------------------------------------------------------
 
@@ -457,17 +508,5 @@ class SessionStore(PickleSessionBase):
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        model = cls.get_model_class()
-        rows = model._default_manager.using(router.db_for_write(model))
-        expired = rows.filter(expires_at__lte=epoch_now()).order_by("expires_at")
-        while True:
-            batch = [
-                address
-                async for address in expired.values_list("address", flat=True)[
-                    : cls.clear_expired_batch_size
-                ]
-            ]
-            if batch:
-                await rows.filter(address__in=batch).adelete()
-            if len(batch) < cls.clear_expired_batch_size:
-                return
+        # The async ORM runs its queries this way too: one code path for both.
+        await sync_to_async(cls.clear_expired)()

@@ -392,8 +392,8 @@ class SessionStore(PickleSessionBase):
     def clear_expired(cls) -> None:
         """Delete expired records and stale temp files, streaming the tree.
 
-        Decides from file metadata and, for a file about to go, its header: nothing is
-        unpickled, no record is read whole, no directory listing is held in memory.
+        Decides from file metadata alone: nothing is read, nothing unpickled, no directory
+        listing is held in memory.
         """
         now = epoch_now()
         try:
@@ -421,59 +421,36 @@ class SessionStore(PickleSessionBase):
     async def aclear_expired(cls) -> None:
         await sync_to_async(cls.clear_expired)()
 
-    @classmethod
-    def _clear_subdir(cls, dir_fd: int, prefix: str, now: int) -> None:
-        locked = False
-        try:
-            with os.scandir(dir_fd) as entries:
-                for entry in entries:
-                    name = entry.name
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if not stat.S_ISREG(st.st_mode):
-                        continue
-                    if name.startswith(LOCK_PREFIX):
-                        _remove_unused_lock(dir_fd, name)
-                        continue
-                    if name.startswith(TEMP_PREFIX):
-                        # Temp files carry the record's expiry as mtime; ctime is when the
-                        # writer last touched them.
-                        if st.st_ctime <= now - TEMP_MAX_AGE:
-                            with contextlib.suppress(FileNotFoundError):
-                                os.unlink(name, dir_fd=dir_fd)
-                        continue
-                    is_address = len(name) == _ADDRESS_LENGTH and name.startswith(prefix)
-                    if not is_address or not _HEX.issuperset(name) or st.st_mtime > now:
-                        continue
-                    if not locked:
-                        # Held for the rest of this directory: a save can no longer replace
-                        # a file between its check here and its unlink.
-                        fcntl.flock(dir_fd, fcntl.LOCK_EX)
-                        locked = True
-                    cls._remove_if_expired(dir_fd, name, now)
-        finally:
-            if locked:
-                fcntl.flock(dir_fd, fcntl.LOCK_UN)
-
     @staticmethod
-    def _remove_if_expired(dir_fd: int, name: str, now: int) -> None:
-        """Unlink ``name`` if its mtime and its header's expires-at have both passed."""
-        try:
-            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
-        except OSError:
-            return
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_mtime > now:
-                return
-            expires_at = record.peek_expiry(os.read(fd, record.HEADER.size))
-        finally:
-            os.close(fd)
-        # The mtime alone can be moved back; a header that says "still valid" keeps the
-        # file. A file without a readable header can never load, so it goes.
-        if expires_at is not None and expires_at > now:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=dir_fd)
+    def _clear_subdir(dir_fd: int, prefix: str, now: int) -> None:
+        # Locked for the whole directory, before the listing: each stat below is then what
+        # the unlink removes, since no save can replace a file in between.
+        with _locked(dir_fd), os.scandir(dir_fd) as entries:
+            for entry in entries:
+                name = entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue  # symlinks, directories, sockets: never ours to remove
+                if name.startswith(LOCK_PREFIX):
+                    _remove_unused_lock(dir_fd, name)
+                    continue
+                if name.startswith(TEMP_PREFIX):
+                    # Temp files carry the record's expiry as mtime; ctime is when the
+                    # writer last touched them.
+                    expired = st.st_ctime <= now - TEMP_MAX_AGE
+                else:
+                    # mtime is the signed expiry, and a file past it never loads (_read
+                    # stops there), so its header need not be read: if someone moved the
+                    # mtime back, the session had already ended.
+                    expired = (
+                        st.st_mtime <= now
+                        and len(name) == _ADDRESS_LENGTH
+                        and name.startswith(prefix)
+                        and _HEX.issuperset(name)
+                    )
+                if expired:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=dir_fd)

@@ -346,6 +346,10 @@ def _write_result(result: int) -> None:
 class SessionStore(PickleSessionBase):
     """Keep signed records in Redis: ``<PICKLESESSIONS_REDIS_PREFIX><address>``."""
 
+    #: Records cross the network and sit in the server's memory: compressing pays from here
+    #: (docs/settings.md, "Compression").
+    compress_min_size = 16 * 1024
+
     @staticmethod
     def record_key(address: str) -> str:
         """Return the Redis key of a session's record."""
