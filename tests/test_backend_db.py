@@ -262,8 +262,13 @@ def test_aclear_expired_is_bounded_the_same_way(monkeypatch: pytest.MonkeyPatch)
     now = int(time.time())
     fill_rows([now - 10] * 5 + [now - n for n in range(1, 8)] + [now + 60])
 
+    async def run() -> None:
+        await SessionStore.aclear_expired()
+        # The worker thread's connection: closed there, or it outlives the test database.
+        await sync_to_async(connections.close_all)()
+
     def clear() -> None:
-        asyncio.run(SessionStore.aclear_expired())
+        asyncio.run(run())
 
     # The async twin runs the sync code in a worker thread, on that thread's connection.
     seen: list[int] = []

@@ -70,6 +70,10 @@ def _refuse_oversized(address: str) -> None:
     security_logger.warning("Session record refused (size) for session %s…", address[:8])
 
 
+#: Below every expiry the column can hold (a signed 64-bit integer).
+_MIN_EXPIRY = -(2**63)
+
+
 @dataclass(frozen=True)
 class _Statements:
     select: str
@@ -81,8 +85,8 @@ class _Statements:
     update_linked_if_version: str
     delete: str
     expired: str
-    expired_cutoff: str  # the expiry of the (n+1)th expired row: what bounds one batch
-    delete_expired_before: str
+    expired_cutoff: str  # the expiry of the (n+1)th expired row from a bound: ends one batch
+    delete_expired_range: str
     delete_many: str  # formatted with the placeholders of one batch
     delete_expired_batch: str | None  # where the database can delete a batch in one statement
 
@@ -116,10 +120,12 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         delete=f"DELETE FROM {table} WHERE {address} = %s",
         expired=f"SELECT {address} FROM {table} WHERE {expires_at} <= %s ORDER BY {expires_at}",
         expired_cutoff=(
-            f"SELECT {expires_at} FROM {table} WHERE {expires_at} <= %s "
+            f"SELECT {expires_at} FROM {table} WHERE {expires_at} >= %s AND {expires_at} <= %s "
             f"ORDER BY {expires_at} LIMIT 1 OFFSET %s"
         ),
-        delete_expired_before=f"DELETE FROM {table} WHERE {expires_at} < %s",
+        delete_expired_range=(
+            f"DELETE FROM {table} WHERE {expires_at} >= %s AND {expires_at} < %s"
+        ),
         delete_many=f"DELETE FROM {table} WHERE {address} IN ({{}})",
         delete_expired_batch=_delete_expired_batch(connections[alias].vendor, table, expires_at),
     )
@@ -393,18 +399,25 @@ class SessionStore(PickleSessionBase):
         sql = _statements(model, alias)
         size = int(cls.clear_expired_batch_size)
         now = epoch_now()
+        # Each batch starts where the last one ended. Without the bound, every batch's index
+        # scan would start at the bottom again, over the entries of the rows deleted before
+        # it (PostgreSQL keeps them until VACUUM): measured 2.5x stock's DELETE at 1M rows.
+        # A row stored meanwhile with an expiry already below the bound waits for the next run.
+        low = _MIN_EXPIRY
         while True:
             with connections[alias].cursor() as cursor:
-                cursor.execute(sql.expired_cutoff, [now, size])
+                cursor.execute(sql.expired_cutoff, [low, now, size])
                 found = cursor.fetchone()
             if found is None:
                 # At most ``size`` expired rows are left: the last batch.
-                cls._delete_batch(alias, sql.delete_expired_before, [now + 1])
+                cls._delete_batch(alias, sql.delete_expired_range, [low, now + 1])
                 return
-            # Rows below the (size+1)th expiry are at most ``size``.
-            if not cls._delete_batch(alias, sql.delete_expired_before, [found[0]]):
+            cutoff = int(found[0])
+            # Rows from the bound up to the (size+1)th expiry are at most ``size``.
+            if not cls._delete_batch(alias, sql.delete_expired_range, [low, cutoff]):
                 # More than ``size`` rows share the lowest expiry: take ``size`` of them.
-                cls._delete_tied(alias, sql, int(found[0]), size)
+                cls._delete_tied(alias, sql, cutoff, size)
+            low = cutoff
 
     @staticmethod
     def _delete_batch(alias: str, statement: str, params: Sequence[int | str]) -> int:
