@@ -258,19 +258,20 @@ class SessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_readonly_fields(request, obj)
 
-    def get_actions(self, request: HttpRequest) -> Any:
-        found = super().get_actions(request)
-        if not conf.USER_LINK:
-            found.pop("logout_users_everywhere", None)
-        return found
-
     @admin.display(description=_("user id"), ordering="user_id")
     def user(self, obj: Session) -> SafeString | str:
         if obj.user_id is None:
             return "-"
         return format_html('<a href="?{}">{}</a>', urlencode({"user": obj.user_id}), obj.user_id)
 
-    @admin.action(description=_("Log the users of the selected sessions out everywhere"))
+    def has_logout_permission(self, request: HttpRequest) -> bool:
+        """The action is offered with the user link on, to those who may delete sessions."""
+        return conf.USER_LINK and self.has_delete_permission(request)
+
+    @admin.action(
+        description=_("Log the users of the selected sessions out everywhere"),
+        permissions=["logout"],
+    )
     def logout_users_everywhere(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         ids = sorted(set(queryset.exclude(user_id=None).values_list("user_id", flat=True)))
         if not ids:

@@ -20,7 +20,8 @@ from tests.helpers import new_session, sign_raw
 
 pytestmark = [pytest.mark.db, pytest.mark.django_db]
 
-LIST = "/admin/django_picklesessions/session/"
+APP = "django_picklesessions"
+LIST = f"/admin/{APP}/session/"
 
 
 @pytest.fixture(autouse=True)
@@ -180,6 +181,26 @@ def test_without_the_link_there_is_no_user_column(
     page = listed(admin_client)
     assert "?user=" not in page
     assert "logout_users_everywhere" not in page
+
+
+def test_the_action_needs_the_permission_to_delete_sessions(
+    client: Any, linked: dict[str, list[str]]
+) -> None:
+    from django.contrib.auth.models import Permission, User
+
+    staff = User.objects.create_user("viewer", password="pw", is_staff=True)
+    staff.user_permissions.add(
+        Permission.objects.get(codename="view_session", content_type__app_label=APP)
+    )
+    client.force_login(staff)
+    assert "logout_users_everywhere" not in listed(client)
+    target = SessionStore.address(linked["7"][0])
+    client.post(LIST, {"action": "logout_users_everywhere", "_selected_action": [target]})
+    assert Session.objects.filter(user_id="7").count() == len(linked["7"])
+    staff.user_permissions.add(
+        Permission.objects.get(codename="delete_session", content_type__app_label=APP)
+    )
+    assert "logout_users_everywhere" in listed(client)
 
 
 def test_the_action_logs_the_selected_users_out_everywhere(
