@@ -194,8 +194,13 @@ def fill_rows(expiries: list[int]) -> None:
     )
 
 
-def delete_rowcounts(monkeypatch: pytest.MonkeyPatch, size: int) -> list[int]:
-    """Run clear_expired with batches of ``size``; return the rows each DELETE removed."""
+def delete_rowcounts(monkeypatch: pytest.MonkeyPatch, size: int, now: int) -> list[int]:
+    """Run clear_expired at ``now`` with batches of ``size``; return each DELETE's rows.
+
+    The clock is fixed: a second ticking between the fill and the cleanup would expire the
+    row at ``now + 1`` too (seen once in CI).
+    """
+    monkeypatch.setattr(db_backend, "epoch_now", lambda: now)
     counts: list[int] = []
 
     def count(execute, sql, params, many, context):
@@ -238,7 +243,7 @@ def test_clear_expired_deletes_exactly_the_expired_rows_in_bounded_batches(
     expired[0] = now  # expires_at == now has expired: a load refuses it
     live = [now + 1, now + 999, now + 999, now + 5]
     fill_rows(expired + live)
-    counts = delete_rowcounts(monkeypatch, size)
+    counts = delete_rowcounts(monkeypatch, size, now)
     assert sum(counts) == len(expired)
     assert max(counts) <= size
     assert len(counts) <= 2 * (len(expired) // size + 1)  # no statement per row
@@ -252,7 +257,7 @@ def test_clear_expired_with_nothing_expired_deletes_nothing(
 ) -> None:
     now = int(time.time())
     fill_rows([now + 1, now + 60])
-    assert delete_rowcounts(monkeypatch, 10) == [0]
+    assert delete_rowcounts(monkeypatch, 10, now) == [0]
     assert Session.objects.count() == 2
 
 
