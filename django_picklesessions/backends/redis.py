@@ -285,21 +285,15 @@ def _run(call: Callable[[], T]) -> T:
 
 def run_script(client: Any, script: str, key: str, *args: Any) -> Any:
     """Run a script on one key by its SHA-1, sending its text only to a server that lacks it."""
-    try:
-        return client.evalsha(_sha(script), 1, key, *args)
-    except NoScriptError:
-        return client.eval(script, 1, key, *args)
+    return _run_keys(client, script, (key,), *args)
 
 
 async def _ascript(client: Any, script: str, key: str, *args: Any) -> Any:
-    try:
-        return await client.evalsha(_sha(script), 1, key, *args)
-    except NoScriptError:
-        return await client.eval(script, 1, key, *args)
+    return await _arun_keys(client, script, (key,), *args)
 
 
 def _run_keys(client: Any, script: str, keys: tuple[str, ...], *args: Any) -> Any:
-    """Run a script on several keys (the user link's), as :func:`run_script`."""
+    """Run a script on ``keys`` (one, or the user link's several), as :func:`run_script`."""
     try:
         return client.evalsha(_sha(script), len(keys), *keys, *args)
     except NoScriptError:
