@@ -10,6 +10,7 @@ import pytest
 
 from tests import canary
 from tests.attacks.audit import AuditGuard
+from tests.attacks.kit import store_class
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,6 +61,13 @@ def engine(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> str
     name: str = request.param
     if name == "file":
         settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
+    # An engine's first import and first connection are audit events (import, exec, socket):
+    # they happen here, so a test run alone sees in its watched block only what an attack does.
+    store_class(name)
+    if name == "redis":
+        from django_picklesessions.backends import redis
+
+        redis.sync_client().ping()
     return name
 
 

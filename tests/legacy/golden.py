@@ -19,6 +19,9 @@ from tests.legacy import fixturetypes
 MANIFEST = Path(__file__).parent / "fixtures" / "django42.json"
 STOCK = "django.contrib.sessions.backends."
 REDIS_URL = "redis://127.0.0.1:6379/12"
+# The fixtures' session keys are fixed; a prefix of this run's own keeps two runs (tox runs
+# environments side by side) from planting and deleting each other's copies.
+REDIS_KEY_PREFIX = f"legacy{os.getpid()}"
 
 
 @functools.cache
@@ -63,7 +66,11 @@ def caches_setting(cache_dir: str) -> dict[str, Any]:
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": cache_dir,
         },
-        "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+        "redis": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_KEY_PREFIX,
+        },
     }
 
 
@@ -142,7 +149,13 @@ def plant_cache(raw: dict[str, Any]) -> None:
         with open(os.path.join(cache._dir, raw["file_name"]), "wb") as f:
             f.write(value)
     else:
-        cache._cache.get_client(raw["key"], write=True).set(raw["key"], value, ex=raw["ttl"])
+        key = redis_key(raw)
+        cache._cache.get_client(key, write=True).set(key, value, ex=raw["ttl"])
+
+
+def redis_key(raw: dict[str, Any]) -> str:
+    """Where this run keeps a record that Django 4.2 stored under ``raw["key"]`` (no prefix)."""
+    return REDIS_KEY_PREFIX + str(raw["key"])
 
 
 def legacy_present(record: dict[str, Any]) -> dict[str, bool]:
@@ -168,7 +181,8 @@ def forget(record: dict[str, Any]) -> None:
     """Remove what ``plant`` put in the caches (the db and tmp_path go with the test)."""
     raw = record.get("cache_raw")
     if raw and raw["alias"] == "redis":
-        caches["redis"]._cache.get_client(raw["key"], write=True).delete(raw["key"])
+        key = redis_key(raw)
+        caches["redis"]._cache.get_client(key, write=True).delete(key)
     elif raw and raw["alias"] == "locmem":
         caches["locmem"].clear()
 
