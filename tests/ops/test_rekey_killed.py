@@ -1,0 +1,136 @@
+"""manage.py rekey killed with SIGKILL part-way, in a process of its own, then run again.
+
+The rotation runbook says the command is safe to interrupt: what a killed run re-signed stays
+re-signed, what it had not reached is still on the fallback key, nothing is lost or changed,
+and running it again finishes the job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from django_picklesessions import inspection, inventory
+from django_picklesessions.exceptions import RecordError
+from django_picklesessions.keys import get_keyring
+from tests.helpers import sign_raw
+from tests.ops.storage import NEW, OLD, SOFT, dumps, fill, new_key, put, ring
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The child kills itself right after its third re-signed record is written.
+KILL_AFTER = 3
+#: Fallback records besides the fixture's own one.
+EXTRA_FALLBACK = 6
+
+# The child must see the parent's rows and the parent the child's: real commits, no test
+# transaction. cached_db shares its cache through Redis, as two web servers would.
+ENGINES = [
+    pytest.param("db", marks=[pytest.mark.db, pytest.mark.django_db(transaction=True)]),
+    pytest.param(
+        "cached_db",
+        marks=[pytest.mark.db, pytest.mark.redis, pytest.mark.django_db(transaction=True)],
+    ),
+    pytest.param("file"),
+    pytest.param("redis", marks=pytest.mark.redis),
+]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> str:
+    """The operations tests' storage settings, on the engines a second process can share."""
+    name: str = request.param
+    settings.SESSION_ENGINE = f"django_picklesessions.backends.{name}"
+    settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
+    settings.PICKLESESSIONS_KEYS = [NEW, OLD]
+    settings.PICKLESESSIONS_SOFT_RECORD_SIZE = SOFT
+    if name == "cached_db":
+        settings.PICKLESESSIONS_CACHE_ALIAS = "redis"
+    return name
+
+
+def child_settings(settings: Any) -> dict[str, Any]:
+    """What the child needs to reach this test's storage with this test's keys."""
+    db = connection.settings_dict
+    return {
+        "SESSION_ENGINE": settings.SESSION_ENGINE,
+        "PICKLESESSIONS_KEYS": list(settings.PICKLESESSIONS_KEYS),
+        "PICKLESESSIONS_FILE_PATH": settings.PICKLESESSIONS_FILE_PATH,
+        "PICKLESESSIONS_REDIS_PREFIX": settings.PICKLESESSIONS_REDIS_PREFIX,
+        "PICKLESESSIONS_CACHE_ALIAS": getattr(settings, "PICKLESESSIONS_CACHE_ALIAS", None),
+        "DATABASES": {
+            "default": {
+                name: db[name]
+                for name in ("ENGINE", "NAME", "HOST", "PORT", "USER", "PASSWORD", "OPTIONS")
+            }
+        },
+    }
+
+
+def contents() -> dict[str, Any]:
+    """Each record's verified entries, or its raw bytes where it does not verify."""
+    now = int(time.time())
+    out: dict[str, Any] = {}
+    for address, data in inventory.records(inventory.store_class()):
+        try:
+            verified = inspection.verify(
+                address, data, now=now, keyring=get_keyring(), check_expiry=True
+            )
+        except RecordError:
+            out[address] = data
+        else:
+            out[address] = verified.entries
+    return out
+
+
+def on_fallback() -> int:
+    out = io.StringIO()
+    call_command("check_sessions", "--json", stdout=out, stderr=io.StringIO())
+    count: int = json.loads(out.getvalue())["keys"]["fallback"]
+    return count
+
+
+def test_a_killed_rekey_loses_nothing_and_running_it_again_finishes(
+    engine: str, settings: Any
+) -> None:
+    fill(engine)
+    expires = int(time.time()) + 3600
+    for n in range(EXTRA_FALLBACK):
+        key = new_key()
+        put(inventory.store_class(), key, sign_raw(key, dumps(n=n), keyring=ring(OLD)), expires)
+    before = contents()
+    assert on_fallback() == EXTRA_FALLBACK + 1
+
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.ops.rekey_child",
+            str(KILL_AFTER),
+            json.dumps(child_settings(settings)),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert on_fallback() == EXTRA_FALLBACK + 1 - KILL_AFTER
+    assert contents() == before
+
+    out = io.StringIO()
+    call_command("rekey", stdout=out, stderr=io.StringIO())
+    assert f"re-signed with the current key: {EXTRA_FALLBACK + 1 - KILL_AFTER}" in out.getvalue()
+    assert on_fallback() == 0
+    assert contents() == before
