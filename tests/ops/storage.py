@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,3 +129,68 @@ def snapshot(engine: str) -> Any:
     client = redis.sync_client()
     keys = sorted(client.scan_iter(match=conf.REDIS_PREFIX + "*"))
     return [(k, client.get(k), client.execute_command("EXPIRETIME", k)) for k in keys]
+
+
+def put_many(engine: str, items: list[tuple[str, bytes]], expires_at: int) -> None:
+    """Store ``(address, record)`` pairs the quick way (bulk inserts, a pipeline, plain files).
+
+    Only for filling large stores: the engine's own path (:func:`put`) is tested elsewhere.
+    """
+    if engine in ("db", "cached_db"):
+        from django_picklesessions.models import Session
+
+        Session.objects.bulk_create(
+            (Session(address=a, record=d, expires_at=expires_at, version=1) for a, d in items),
+            batch_size=2000,
+        )
+    elif engine == "file":
+        from django.conf import settings
+
+        root = Path(settings.PICKLESESSIONS_FILE_PATH)
+        for address, data in items:
+            directory = root / address[:2]
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path = directory / address
+            path.write_bytes(data)
+            os.utime(path, (expires_at, expires_at))
+    else:
+        from django_picklesessions.backends import redis
+
+        client = redis.sync_client()
+        for start in range(0, len(items), 1000):
+            with client.pipeline(transaction=False) as pipe:
+                for address, data in items[start : start + 1000]:
+                    pipe.set(redis.SessionStore.record_key(address), data, exat=expires_at)
+                pipe.execute()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_child(settings: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tests.ops.child`` (a command in a process of its own) on this storage."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    overrides = {
+        "SESSION_ENGINE": settings.SESSION_ENGINE,
+        "PICKLESESSIONS_KEYS": list(settings.PICKLESESSIONS_KEYS),
+        "PICKLESESSIONS_FILE_PATH": settings.PICKLESESSIONS_FILE_PATH,
+        "PICKLESESSIONS_REDIS_PREFIX": settings.PICKLESESSIONS_REDIS_PREFIX,
+        "PICKLESESSIONS_CACHE_ALIAS": getattr(settings, "PICKLESESSIONS_CACHE_ALIAS", None),
+        "PICKLESESSIONS_SOFT_RECORD_SIZE": settings.PICKLESESSIONS_SOFT_RECORD_SIZE,
+        "DATABASES": {
+            "default": {
+                name: db[name]
+                for name in ("ENGINE", "NAME", "HOST", "PORT", "USER", "PASSWORD", "OPTIONS")
+            }
+        },
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tests.ops.child", json.dumps(overrides), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

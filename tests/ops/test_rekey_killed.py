@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from django_picklesessions import inspection, inventory
 from django_picklesessions.exceptions import RecordError
 from django_picklesessions.keys import get_keyring
 from tests.helpers import sign_raw
-from tests.ops.storage import NEW, OLD, SOFT, dumps, fill, new_key, put, ring
+from tests.ops.storage import NEW, OLD, SOFT, dumps, fill, new_key, put, ring, run_child
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The child kills itself right after its third re-signed record is written.
 KILL_AFTER = 3
 #: Fallback records besides the fixture's own one.
@@ -57,24 +52,6 @@ def engine(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> str
     if name == "cached_db":
         settings.PICKLESESSIONS_CACHE_ALIAS = "redis"
     return name
-
-
-def child_settings(settings: Any) -> dict[str, Any]:
-    """What the child needs to reach this test's storage with this test's keys."""
-    db = connection.settings_dict
-    return {
-        "SESSION_ENGINE": settings.SESSION_ENGINE,
-        "PICKLESESSIONS_KEYS": list(settings.PICKLESESSIONS_KEYS),
-        "PICKLESESSIONS_FILE_PATH": settings.PICKLESESSIONS_FILE_PATH,
-        "PICKLESESSIONS_REDIS_PREFIX": settings.PICKLESESSIONS_REDIS_PREFIX,
-        "PICKLESESSIONS_CACHE_ALIAS": getattr(settings, "PICKLESESSIONS_CACHE_ALIAS", None),
-        "DATABASES": {
-            "default": {
-                name: db[name]
-                for name in ("ENGINE", "NAME", "HOST", "PORT", "USER", "PASSWORD", "OPTIONS")
-            }
-        },
-    }
 
 
 def contents() -> dict[str, Any]:
@@ -111,20 +88,7 @@ def test_a_killed_rekey_loses_nothing_and_running_it_again_finishes(
     before = contents()
     assert on_fallback() == EXTRA_FALLBACK + 1
 
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.ops.rekey_child",
-            str(KILL_AFTER),
-            json.dumps(child_settings(settings)),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    child = run_child(settings, "--kill-after-rekeyed", str(KILL_AFTER), "rekey", "--batch-size=2")
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert on_fallback() == EXTRA_FALLBACK + 1 - KILL_AFTER
     assert contents() == before
