@@ -42,7 +42,7 @@ PG_ENGINES = ("ours-db", "stock-db")
 FILE_ENGINES = ("ours-file", "stock-file")
 PAIRS = (("ours-db", "stock-db"), ("ours-file", "stock-file"))
 #: Target: cart-add requests/second on PostgreSQL, ours-db / stock-db.
-TARGET_PG_RPS = 1.5
+TARGET_PG_RPS = 1.6
 
 
 # --- Servers ------------------------------------------------------------------------------
