@@ -11,6 +11,7 @@ import logging
 import pickle
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -37,13 +38,28 @@ def alias(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
     settings.PICKLESESSIONS_CACHE_ALIAS = name
     caches[name].clear()
     cached_db._cache_failing = False
+    cached_db._stale.clear()
     yield name
+    cached_db._stale.clear()
     caches[name].clear()
 
 
 def cached(key: str) -> bytes | None:
     """What the cache holds for a session, read as the engine reads it (raw bytes)."""
     return SessionStore().cache.get(SessionStore.cache_key(SessionStore.address(key)))
+
+
+def stored_entry(key: str) -> bytes:
+    """The bytes in the cache for a session, as they are (not as the engine would read them)."""
+    alias = SessionStore.cache_alias()
+    cache: Any = caches[alias]
+    name = SessionStore.cache_key(SessionStore.address(key))
+    if alias == "redis":
+        value = cache._cache.get_client(write=True).get(cache.make_and_validate_key(name))
+    else:
+        value = cache.get(name)
+    assert isinstance(value, bytes)
+    return value
 
 
 def row(key: str) -> bytes | None:
@@ -221,6 +237,84 @@ def test_a_cache_outage_degrades_to_the_database(settings: Any, caplog: Any) -> 
     assert len(failures) == 1  # logged when the outage started, not on every request
     assert "'down'" in failures[0].getMessage()
     cached_db._cache_failing = False
+    cached_db._stale.clear()
+
+
+@contextmanager
+def cache_down(alias: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every operation on the cache fails for the block, as in a network blip."""
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("the cache is down (test)")
+
+    with monkeypatch.context() as patch:
+        if alias == "redis":
+            import redis
+
+            patch.setattr(redis.Redis, "execute_command", refused)
+        else:
+            for method in ("get", "set", "add", "delete"):
+                patch.setattr(caches[alias], method, refused)
+        yield
+    cached_db._cache_failing = False
+
+
+def test_a_logout_during_a_cache_blip_takes_effect_when_the_cache_answers(
+    alias: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = new_session(SessionStore, _auth_user_id="1")
+    assert cached(key) is not None
+    with cache_down(alias, monkeypatch):
+        SessionStore(key).delete()  # the row goes; the cache entry cannot
+    assert row(key) is None
+    assert record.version_of(stored_entry(key)) == 1  # still there, validly signed
+    # The entry the failed delete left is never served: the session stays logged out.
+    assert dict(SessionStore(key).items()) == {}
+    assert not cached_db._stale
+    assert cached(key) is None
+    assert dict(SessionStore(key).items()) == {}
+
+
+def test_a_save_during_a_cache_blip_is_not_hidden_by_the_older_entry(
+    alias: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = new_session(SessionStore, n=1)
+    with cache_down(alias, monkeypatch):
+        store = SessionStore(key)
+        store["n"] = 2
+        store.save()
+    assert record.version_of(stored_entry(key)) == 1  # the older record, still in the cache
+    assert SessionStore(key)["n"] == 2
+    assert not cached_db._stale
+    assert cached(key) == row(key)  # the miss read the row and published it
+
+
+def test_any_operation_that_succeeds_drops_what_failed_writes_left(
+    alias: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [new_session(SessionStore, n=n) for n in range(3)]
+    with cache_down(alias, monkeypatch):
+        for key in keys:
+            SessionStore(key).delete()
+    assert len(cached_db._stale) == 3
+    new_session(SessionStore, other=True)  # a request for another session
+    assert not cached_db._stale
+    assert [cached(key) for key in keys] == [None, None, None]
+
+
+def test_stale_entries_are_remembered_up_to_a_bound(
+    alias: str, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    monkeypatch.setattr(cached_db, "MAX_STALE", 2)
+    monkeypatch.setattr(cached_db, "_stale_overflowed", False)
+    caplog.set_level(logging.WARNING, logger="django_picklesessions")
+    keys = [new_session(SessionStore, n=n) for n in range(3)]
+    with cache_down(alias, monkeypatch):
+        for key in keys:
+            SessionStore(key).delete()
+    assert len(cached_db._stale) == 2
+    assert sum("flush the cache" in r.getMessage() for r in caplog.records) == 1
+    cached_db._stale.clear()
 
 
 @pytest.mark.redis

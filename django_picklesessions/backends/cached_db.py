@@ -16,7 +16,9 @@ once, never an error.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -58,6 +60,36 @@ def _recovered() -> None:
     if _cache_failing:
         _cache_failing = False
         logger.warning("Session cache %r answers again.", conf.CACHE_ALIAS)
+
+
+#: Entries that a failed write or delete may have left stale, by (alias, cache key): what the
+#: retry does (tombstone or not) and a sequence number. They are deleted after this process's
+#: next cache operation that succeeds, and read as misses until then, so that a logout or a
+#: save made during a blip takes effect here as soon as the cache answers again.
+_stale: dict[tuple[str, str], tuple[bool, int]] = {}
+_stale_lock = threading.Lock()
+_stale_seq = itertools.count()
+#: Past this many, new ones are not remembered (logged once): flush the cache instead.
+MAX_STALE = 10_000
+#: Stale entries dropped after one successful operation, at most.
+STALE_BATCH = 100
+_stale_overflowed = False
+
+
+def _remember_stale(alias: str, key: str, deleted: bool) -> None:
+    global _stale_overflowed
+    with _stale_lock:
+        if len(_stale) < MAX_STALE or (alias, key) in _stale:
+            _stale[alias, key] = (deleted, next(_stale_seq))
+            return
+        overflowed, _stale_overflowed = _stale_overflowed, True
+    if not overflowed:
+        logger.warning(
+            "Session cache %r: more than %d entries may be stale after failed writes; flush "
+            "the cache once it answers, or logouts and saves made meanwhile may not show.",
+            alias,
+            MAX_STALE,
+        )
 
 
 def _timeout(expires_at: int) -> int:
@@ -105,9 +137,10 @@ class _Cache:
     backends go through the cache API (check W031 names the ones that unpickle what they read).
     """
 
-    def __init__(self, cache: BaseCache) -> None:
-        self.cache = cache
-        self.raw = _is_django_redis_cache(cache)
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.cache = caches[alias]
+        self.raw = _is_django_redis_cache(self.cache)
 
     def _client(self) -> Any:
         # The primary server, for reads too: a replica could lag behind a write.
@@ -116,16 +149,62 @@ class _Cache:
     def _key(self, key: str) -> str:
         return self.cache.make_and_validate_key(key)
 
-    def _do(self, operation: str, call: Callable[[], T], failed: T) -> T:
+    def _do(
+        self,
+        operation: str,
+        call: Callable[[], T],
+        failed: T,
+        *,
+        stale: str | None = None,
+        deleted: bool = False,
+    ) -> T:
+        """Run ``call``; if it fails, log, remember ``stale`` for dropping, return ``failed``."""
         try:
             result = call()
         except Exception as exc:
             _failed(operation, exc)
+            if stale is not None:
+                _remember_stale(self.alias, stale, deleted)
             return failed
         _recovered()
+        if _stale:
+            self._drop_stale()
         return result
 
+    def _drop(self, key: str, deleted: bool) -> None:
+        if self.raw and deleted:
+            self._client().set(self._key(key), TOMBSTONE, ex=TOMBSTONE_SECONDS)
+        else:
+            self.cache.delete(key)
+
+    def _drop_stale(self, only: str | None = None) -> None:
+        """Delete entries failed writes may have left stale (``only`` that one, or a batch).
+
+        Stops at the first failure; a batch is bounded so that no one request pays for a
+        long outage's backlog.
+        """
+        with _stale_lock:
+            if only is not None:
+                found = _stale.get((self.alias, only))
+                mine = [] if found is None else [(only, found)]
+            else:
+                mine = [(k, v) for (a, k), v in _stale.items() if a == self.alias][:STALE_BATCH]
+        for key, (deleted, seq) in mine:
+            try:
+                self._drop(key, deleted)
+            except Exception as exc:
+                _failed("delete", exc)
+                return
+            with _stale_lock:
+                # Unless a failure since asked again (a new sequence number): that one stays.
+                if _stale.get((self.alias, key), (False, seq))[1] == seq:
+                    _stale.pop((self.alias, key), None)
+
     def get(self, key: str) -> bytes | None:
+        if _stale and (self.alias, key) in _stale:
+            self._drop_stale(only=key)
+            if (self.alias, key) in _stale:
+                return None  # still possibly stale: read the database instead
         if self.raw:
             value = self._do("get", lambda: self._client().get(self._key(key)), None)
         else:
@@ -141,7 +220,7 @@ class _Cache:
         client, name = self._client(), self._key(key)
         args = (data, max(1, expires_at), TOMBSTONE)
         call = lambda: int(_redis_script(client, PUBLISH_SCRIPT, name, *args))  # noqa: E731
-        return self._do("publish", call, 0)
+        return self._do("publish", call, 0, stale=key)
 
     def add(self, key: str, data: bytes, expires_at: int) -> bool:
         add = self.cache.add
@@ -149,15 +228,13 @@ class _Cache:
 
     def set(self, key: str, data: bytes, expires_at: int) -> bool:
         set_ = self.cache.set
-        return self._do("set", lambda: set_(key, data, _timeout(expires_at)) or True, False)
+        call = lambda: set_(key, data, _timeout(expires_at)) or True  # noqa: E731
+        # An older entry may stay behind a failed set: it is dropped once the cache answers.
+        return self._do("set", call, False, stale=key)
 
     def delete(self, key: str, *, deleted: bool = True) -> None:
         """Drop an entry; for a ``deleted`` session, a tombstone in a RedisCache."""
-        if self.raw and deleted:
-            client, name = self._client(), self._key(key)
-            self._do("delete", lambda: client.set(name, TOMBSTONE, ex=TOMBSTONE_SECONDS), None)
-        else:
-            self._do("delete", lambda: self.cache.delete(key), None)
+        self._do("delete", lambda: self._drop(key, deleted), None, stale=key, deleted=deleted)
 
 
 def _redis_script(client: Any, script: str, key: str, *args: Any) -> Any:
@@ -192,7 +269,7 @@ class SessionStore(db.SessionStore):
 
     @property
     def cache(self) -> _Cache:
-        return _Cache(caches[self.cache_alias()])
+        return _Cache(self.cache_alias())
 
     @staticmethod
     def cache_key(address: str) -> str:
