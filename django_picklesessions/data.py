@@ -8,7 +8,6 @@ as the bytes they came as.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -133,8 +132,11 @@ class SessionData(MutableMapping[str, Any]):
 
     def _decode_all(self) -> None:
         for key in [k for k, v in self._items.items() if v is _PENDING]:
-            with contextlib.suppress(KeyError):  # refused and logged by _decode
+            # try/except, not contextlib.suppress: this runs once per key of every load.
+            try:  # noqa: SIM105
                 self._decode(key)
+            except KeyError:  # refused and logged by _decode
+                pass
 
     def items(self) -> Any:
         self._decode_all()
