@@ -26,13 +26,14 @@ def test_epoch_now_follows_a_replaced_django_clock(monkeypatch: pytest.MonkeyPat
 
 
 class NowCounter:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Django's clock stopped at ``at``, counting its reads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: datetime.datetime) -> None:
         self.calls = 0
-        real = timezone.now
 
         def now() -> datetime.datetime:
             self.calls += 1
-            return real()
+            return at
 
         monkeypatch.setattr(timezone, "now", now)
 
@@ -42,11 +43,13 @@ def test_get_expiry_age_reads_the_clock_only_for_a_date(
     monkeypatch: pytest.MonkeyPatch, expiry: object
 ) -> None:
     store = SessionStore()
+    at = timezone.now()
     if expiry == "date":
-        store.set_expiry(timezone.now() + datetime.timedelta(seconds=600, microseconds=500))
+        # Stopped clock: on a busy machine, time passing before the read would make it 599.
+        store.set_expiry(at + datetime.timedelta(seconds=600))
     elif expiry is not None:
         store.set_expiry(expiry)
-    counter = NowCounter(monkeypatch)
+    counter = NowCounter(monkeypatch, at)
     age = store.get_expiry_age()
     assert counter.calls == (1 if expiry == "date" else 0)
     assert age == (1209600 if expiry is None else 600)
