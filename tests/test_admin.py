@@ -151,28 +151,29 @@ def test_a_malformed_row_never_breaks_the_admin(
 
 @pytest.fixture
 def linked(settings: Any) -> dict[str, list[str]]:
+    # User ids no user of the test will get: the admin's own login is linked to its user too.
     settings.PICKLESESSIONS_USER_LINK = True
     return {
-        "7": [
-            new_session(SessionStore, _auth_user_id="7"),
-            new_session(SessionStore, _auth_user_id="7"),
+        "90007": [
+            new_session(SessionStore, _auth_user_id="90007"),
+            new_session(SessionStore, _auth_user_id="90007"),
         ],
-        "8": [new_session(SessionStore, _auth_user_id="8")],
+        "90008": [new_session(SessionStore, _auth_user_id="90008")],
         "": [new_session(SessionStore, cart=[1])],
     }
 
 
 def test_the_user_column_and_filter(admin_client: Any, linked: dict[str, list[str]]) -> None:
     page = listed(admin_client)
-    assert '<a href="?user=7">7</a>' in page
+    assert '<a href="?user=90007">90007</a>' in page
     assert 'href="?user=-"' in page and 'href="?user=%2A"' in page  # the filter's choices
-    mine = listed(admin_client, user="7")
-    assert all(shown(key) in mine for key in linked["7"])
-    assert not any(shown(key) in mine for key in linked["8"] + linked[""])
+    mine = listed(admin_client, user="90007")
+    assert all(shown(key) in mine for key in linked["90007"])
+    assert not any(shown(key) in mine for key in linked["90008"] + linked[""])
     anonymous = listed(admin_client, user="-")
-    assert shown(linked[""][0]) in anonymous and shown(linked["8"][0]) not in anonymous
+    assert shown(linked[""][0]) in anonymous and shown(linked["90008"][0]) not in anonymous
     logged_in = listed(admin_client, user="*")
-    assert shown(linked[""][0]) not in logged_in and shown(linked["8"][0]) in logged_in
+    assert shown(linked[""][0]) not in logged_in and shown(linked["90008"][0]) in logged_in
 
 
 def test_without_the_link_there_is_no_user_column(
@@ -194,9 +195,9 @@ def test_the_action_needs_the_permission_to_delete_sessions(
     )
     client.force_login(staff)
     assert "logout_users_everywhere" not in listed(client)
-    target = SessionStore.address(linked["7"][0])
+    target = SessionStore.address(linked["90007"][0])
     client.post(LIST, {"action": "logout_users_everywhere", "_selected_action": [target]})
-    assert Session.objects.filter(user_id="7").count() == len(linked["7"])
+    assert Session.objects.filter(user_id="90007").count() == len(linked["90007"])
     staff.user_permissions.add(
         Permission.objects.get(codename="delete_session", content_type__app_label=APP)
     )
@@ -206,7 +207,7 @@ def test_the_action_needs_the_permission_to_delete_sessions(
 def test_the_action_logs_the_selected_users_out_everywhere(
     admin_client: Any, linked: dict[str, list[str]]
 ) -> None:
-    one_of_alices = SessionStore.address(linked["7"][0])
+    one_of_alices = SessionStore.address(linked["90007"][0])
     anonymous = SessionStore.address(linked[""][0])
     response = admin_client.post(
         LIST,
@@ -215,6 +216,6 @@ def test_the_action_logs_the_selected_users_out_everywhere(
     )
     assert response.status_code == 200
     assert "Logged 1 user out everywhere: 2 sessions deleted." in response.content.decode()
-    assert not Session.objects.filter(user_id="7").exists()
-    assert Session.objects.filter(user_id="8").count() == 1
+    assert not Session.objects.filter(user_id="90007").exists()
+    assert Session.objects.filter(user_id="90008").count() == 1
     assert Session.objects.filter(address=anonymous).exists()
