@@ -9,6 +9,7 @@ import os
 import secrets
 import time
 import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -105,22 +106,30 @@ def test_progress_only_on_a_terminal(engine: str, monkeypatch: pytest.MonkeyPatc
         assert ("\r8 records, " in stream.getvalue()) is shown
 
 
-def test_memory_stays_flat(engine: str) -> None:
-    """Peak traced memory of a scan of 3000 records is about that of a scan of 300."""
-    count = 3000
+def grown_to(engine: str, *totals: int) -> Iterator[tuple[int, int]]:
+    """Store logged-in sessions that lose a value up to each total in turn; after each, yield
+    the total and the bytes of one record."""
     store = inventory.store_class()
     expires = int(time.time()) + 3600
     entries = {**dumps(_auth_user_id="1"), "promo": dumps(p=NotAllowed())["p"]}
-    peaks: list[int] = []
-    stats_peaks: list[int] = []
     stored = 0
-    for total in (count // 10, count):
+    for total in totals:
         keys = [secrets.token_hex(16) for _ in range(total - stored)]
         items = [(store.address(k), sign_raw(k, entries, expires_at=expires)) for k in keys]
         size = len(items[0][1])
         put_many(engine, items, expires)
         del keys, items
         stored = total
+        yield total, size
+
+
+def test_memory_stays_flat(engine: str) -> None:
+    """Peak traced memory of a scan of 3000 records is about that of a scan of 300."""
+    count = 3000
+    store = inventory.store_class()
+    peaks: list[int] = []
+    stats_peaks: list[int] = []
+    for total, size in grown_to(engine, count // 10, count):
         gc.collect()  # garbage of earlier tests would land in whichever peak it is freed in
         tracemalloc.start()
         try:
@@ -160,18 +169,8 @@ LARGE_ENGINES = [
 @pytest.mark.parametrize("engine", LARGE_ENGINES, indirect=True)
 def test_the_commands_keep_flat_memory_over_100k_records(engine: str, settings: Any) -> None:
     """check_sessions and sessionstats, run as a deploy would, on 10k and then 100k records."""
-    store = inventory.store_class()
-    expires = int(time.time()) + 3600
-    entries = {**dumps(_auth_user_id="1"), "promo": dumps(p=NotAllowed())["p"]}
     peaks: dict[str, list[int]] = {"check_sessions": [], "sessionstats": []}
-    stored = 0
-    for total in (10_000, 100_000):
-        keys = [secrets.token_hex(16) for _ in range(total - stored)]
-        items = [(store.address(k), sign_raw(k, entries, expires_at=expires)) for k in keys]
-        size = len(items[0][1])
-        put_many(engine, items, expires)
-        del keys, items
-        stored = total
+    for total, size in grown_to(engine, 10_000, 100_000):
         for command, peak in peaks.items():
             child = run_child(settings, command, "--json")
             assert child.returncode == 0, child.stderr

@@ -11,7 +11,6 @@ import io
 import json
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from django_picklesessions import inspection, inventory
 from django_picklesessions.exceptions import RecordError
 from django_picklesessions.keys import get_keyring
 from tests.helpers import sign_raw
-from tests.ops.storage import NEW, OLD, SOFT, dumps, fill, new_key, put, ring, run_child
+from tests.ops.storage import OLD, dumps, fill, new_key, put, ring, run_child
 
 #: The child kills itself right after its third re-signed record is written.
 KILL_AFTER = 3
@@ -39,19 +38,6 @@ ENGINES = [
     pytest.param("file"),
     pytest.param("redis", marks=pytest.mark.redis),
 ]
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest, settings: Any, tmp_path: Path) -> str:
-    """The operations tests' storage settings, on the engines a second process can share."""
-    name: str = request.param
-    settings.SESSION_ENGINE = f"django_picklesessions.backends.{name}"
-    settings.PICKLESESSIONS_FILE_PATH = str(tmp_path / "sessions")
-    settings.PICKLESESSIONS_KEYS = [NEW, OLD]
-    settings.PICKLESESSIONS_SOFT_RECORD_SIZE = SOFT
-    if name == "cached_db":
-        settings.PICKLESESSIONS_CACHE_ALIAS = "redis"
-    return name
 
 
 def contents() -> dict[str, Any]:
@@ -77,9 +63,12 @@ def on_fallback() -> int:
     return count
 
 
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
 def test_a_killed_rekey_loses_nothing_and_running_it_again_finishes(
     engine: str, settings: Any
 ) -> None:
+    if engine == "cached_db":
+        settings.PICKLESESSIONS_CACHE_ALIAS = "redis"
     fill(engine)
     expires = int(time.time()) + 3600
     for n in range(EXTRA_FALLBACK):
