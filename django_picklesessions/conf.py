@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -72,7 +73,8 @@ class Settings:
 
     Values are read once and kept until a ``PICKLESESSIONS_*`` setting changes: an unset
     setting costs Django's lazy settings an exception on every read, and these are read on
-    every request.
+    every request. Each is converted once too (``cached_property``), so that a read is a plain
+    attribute lookup; those that depend on more than these settings stay properties.
     """
 
     def __init__(self) -> None:
@@ -88,23 +90,24 @@ class Settings:
         return values[name]
 
     def reset(self) -> None:
-        """Forget the values read so far."""
+        """Forget the values read so far, and what was derived from them."""
+        self.__dict__.clear()
         self._values = None
 
     # The names mirror the settings, hence upper case.
-    @property
+    @cached_property
     def KEYS(self) -> Any:  # noqa: N802
         return self._get("KEYS")
 
-    @property
+    @cached_property
     def ALLOWED_CLASSES(self) -> Any:  # noqa: N802
         return self._get("ALLOWED_CLASSES")
 
-    @property
+    @cached_property
     def MAX_RECORD_SIZE(self) -> int:  # noqa: N802
         return int(self._get("MAX_RECORD_SIZE"))
 
-    @property
+    @cached_property
     def MAX_PAYLOAD_SIZE(self) -> int:  # noqa: N802
         return int(self._get("MAX_PAYLOAD_SIZE"))
 
@@ -115,49 +118,49 @@ class Settings:
             return engine_default
         return None if value is None else int(value)
 
-    @property
+    @cached_property
     def STRICT_UNPICKLING(self) -> bool:  # noqa: N802
         return bool(self._get("STRICT_UNPICKLING"))
 
-    @property
+    @cached_property
     def CONFLICT_POLICIES(self) -> Any:  # noqa: N802
         return self._get("CONFLICT_POLICIES")
 
-    @property
+    @cached_property
     def FILE_PATH(self) -> Any:  # noqa: N802
         return self._get("FILE_PATH")
 
-    @property
+    @cached_property
     def FILE_FSYNC(self) -> bool:  # noqa: N802
         return bool(self._get("FILE_FSYNC"))
 
-    @property
+    @cached_property
     def REDIS_URL(self) -> str:  # noqa: N802
         return str(self._get("REDIS_URL"))
 
-    @property
+    @property  # a fresh dict each time: callers may add to it
     def REDIS_OPTIONS(self) -> dict[str, Any]:  # noqa: N802
         return dict(self._get("REDIS_OPTIONS") or {})
 
-    @property
+    @cached_property
     def REDIS_SENTINELS(self) -> Any:  # noqa: N802
         return self._get("REDIS_SENTINELS")
 
-    @property
+    @cached_property
     def REDIS_SENTINEL_SERVICE(self) -> str | None:  # noqa: N802
         value = self._get("REDIS_SENTINEL_SERVICE")
         return None if value is None else str(value)
 
-    @property
+    @cached_property
     def REDIS_CLUSTER(self) -> bool:  # noqa: N802
         return bool(self._get("REDIS_CLUSTER"))
 
-    @property
+    @cached_property
     def REDIS_CACHE_ALIAS(self) -> str | None:  # noqa: N802
         value = self._get("REDIS_CACHE_ALIAS")
         return None if value is None else str(value)
 
-    @property
+    @cached_property
     def REDIS_PREFIX(self) -> str:  # noqa: N802
         return str(self._get("REDIS_PREFIX"))
 
@@ -166,13 +169,13 @@ class Settings:
         value = self._get("CACHE_ALIAS")
         return str(django_settings.SESSION_CACHE_ALIAS if value is None else value)
 
-    @property
+    @cached_property
     def LEGACY_ENGINE(self) -> str | None:  # noqa: N802
         """Dotted path of the stock engine the site used before, or None (legacy reads off)."""
         value = self._get("LEGACY_ENGINE")
         return None if value is None else str(value)
 
-    @property
+    @cached_property
     def LEGACY_FORMATS(self) -> frozenset[str]:  # noqa: N802
         """Payload formats imported from the legacy store: a subset of ``{"json", "pickle"}``."""
         value = self._get("LEGACY_FORMATS")
@@ -182,12 +185,12 @@ class Settings:
             raise ImproperlyConfigured(f"{PREFIX}LEGACY_FORMATS {problem}.")
         return frozenset(value)
 
-    @property
+    @cached_property
     def LEGACY_WRITE(self) -> bool:  # noqa: N802
         """Also write and delete the stock-format record on every save (dual-write period)."""
         return bool(self._get("LEGACY_WRITE"))
 
-    @property
+    @cached_property
     def LEGACY_UNTIL(self) -> datetime.date | None:  # noqa: N802
         """Last day legacy records are read or written; None for no end."""
         value = self._get("LEGACY_UNTIL")
@@ -209,16 +212,27 @@ class Settings:
         until = self.LEGACY_UNTIL
         return until is None or today() <= until
 
-    @property
+    @cached_property
     def SOFT_RECORD_SIZE(self) -> int | None:  # noqa: N802
         value = self._get("SOFT_RECORD_SIZE")
         return None if value is None else int(value)
 
-    @property
+    @cached_property
     def USER_LINK(self) -> bool:  # noqa: N802
         return bool(self._get("USER_LINK"))
 
-    @property
+    # Two of Django's own settings, read on every save: cached the same way, and dropped
+    # when they change (``_setting_changed``).
+    @cached_property
+    def SESSION_COOKIE_AGE(self) -> int:  # noqa: N802
+        age: int = django_settings.SESSION_COOKIE_AGE
+        return age
+
+    @cached_property
+    def SESSION_SAVE_EVERY_REQUEST(self) -> bool:  # noqa: N802
+        return bool(django_settings.SESSION_SAVE_EVERY_REQUEST)
+
+    @cached_property
     def LOGOUT_ON_PASSWORD_CHANGE(self) -> bool:  # noqa: N802
         return bool(self._get("LOGOUT_ON_PASSWORD_CHANGE"))
 
@@ -276,8 +290,12 @@ def on_change(*setting_names: str) -> Callable[[Callable[[], None]], Callable[[]
     return register
 
 
+#: Django's settings that ``conf`` caches besides its own.
+DJANGO_SETTINGS = frozenset(("SESSION_COOKIE_AGE", "SESSION_SAVE_EVERY_REQUEST"))
+
+
 def _setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting.startswith(PREFIX):
+    if setting.startswith(PREFIX) or setting in DJANGO_SETTINGS:
         conf.reset()
     for func in _invalidators.get(setting, ()):
         func()

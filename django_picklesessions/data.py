@@ -9,7 +9,6 @@ as the bytes they came as.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -131,7 +130,13 @@ class SessionData(MutableMapping[str, Any]):
         return len(self._items)
 
     def _decode_all(self) -> None:
-        for key in [k for k, v in self._items.items() if v is _PENDING]:
+        items, base, simple = self._items, self._base, unpickler.simple
+        for key in [k for k, v in items.items() if v is _PENDING]:
+            # Scalars first, without a call per key into the full reader.
+            value = simple(base[key])
+            if value is not unpickler.NOT_SIMPLE:
+                items[key] = value
+                continue
             # try/except, not contextlib.suppress: this runs once per key of every load.
             try:  # noqa: SIM105
                 self._decode(key)
@@ -337,9 +342,14 @@ class SessionData(MutableMapping[str, Any]):
         return False
 
 
-# Opcodes that build sets (EMPTY_SET, ADDITEMS, FROZENSET), and the name a reduction to the
-# builtin set or frozenset carries: a stored pickle matching none of them holds no set.
-_MAY_HOLD_SET = re.compile(rb"[\x8f-\x91]|set")
+def _may_hold_set(stored: bytes) -> bool:
+    """Return False only if the pickle ``stored`` cannot hold a set.
+
+    It cannot without an opcode that builds one (EMPTY_SET, ADDITEMS, FROZENSET) or the name a
+    reduction to ``set`` or ``frozenset`` carries. Four byte searches, not one regex: a regex
+    alternation steps through the pickle byte by byte (50 µs for a 2 KB cart, against 4 µs).
+    """
+    return b"\x8f" in stored or b"\x90" in stored or b"\x91" in stored or b"set" in stored
 
 
 def _same_value(stored: bytes, pickled: bytes, value: Any, writer: Writer) -> bool:
@@ -353,7 +363,7 @@ def _same_value(stored: bytes, pickled: bytes, value: Any, writer: Writer) -> bo
     """
     if stored == pickled:
         return True
-    if not writer.reduced_by_class and _MAY_HOLD_SET.search(stored) is None:
+    if not writer.reduced_by_class and not _may_hold_set(stored):
         # Without a set, or a class's own __reduce__ (a set subclass, or a class listing
         # one), pickle writes equal values as equal bytes: no need to unpickle to compare.
         return False

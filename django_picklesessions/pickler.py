@@ -189,6 +189,20 @@ class Writer:
             self._fresh()
         return data
 
+    def dumps_all(self, session: Mapping[str, Any]) -> dict[str, bytes]:
+        """Return ``{key: dumps(key, value)}`` for a whole session; keys must be str."""
+        out: dict[str, bytes] = {}
+        dumps = self.dumps
+        for key, value in session.items():
+            if type(key) is not str and not isinstance(key, str):
+                raise TypeError(f"Session keys must be str, not {type(key).__name__}: {key!r}.")
+            # The scalar case of dumps(), without its call: most session values are scalars.
+            out[key] = (
+                pickle.dumps(value, PROTOCOL) if type(value) in _SCALARS else dumps(key, value)
+            )
+        self.reduced_by_class = False  # a summary over many values would mean nothing
+        return out
+
 
 _local = threading.local()
 

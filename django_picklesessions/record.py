@@ -59,16 +59,32 @@ class Record(NamedTuple):
     key_position: int
 
 
+def _table(count: int) -> struct.Struct:
+    """Return the struct of a payload's length table for ``count`` keys (cached for most)."""
+    table = _TABLES.get(count)
+    if table is None:
+        table = struct.Struct(">" + "HI" * count)
+        if count <= _CACHED_TABLES:
+            _TABLES[count] = table
+    return table
+
+
+_TABLES: dict[int, struct.Struct] = {}
+_CACHED_TABLES = 64
+
+
 def encode_payload(entries: Mapping[str, bytes]) -> bytes:
     """Serialise ``{key: pickled value}``: count, a table of lengths, the keys, the values."""
     keys = [key.encode("utf-8") for key in entries]
-    lengths: list[int] = []
-    for key_bytes, value in zip(keys, entries.values(), strict=True):
-        if len(key_bytes) > 0xFFFF:
-            raise ValueError(f"A session key is longer than 65535 bytes: {key_bytes[:40]!r}...")
-        lengths += (len(key_bytes), len(value))
-    table = struct.pack(">I" + "HI" * len(keys), len(keys), *lengths)
-    return b"".join((table, *keys, *entries.values()))
+    values = entries.values()
+    lengths = [0] * (2 * len(keys))
+    lengths[0::2] = key_lengths = list(map(len, keys))
+    lengths[1::2] = map(len, values)
+    if key_lengths and max(key_lengths) > 0xFFFF:
+        key = next(key for key in keys if len(key) > 0xFFFF)
+        raise ValueError(f"A session key is longer than 65535 bytes: {key[:40]!r}...")
+    count = len(keys).to_bytes(4, "big")
+    return b"".join((count, _table(len(keys)).pack(*lengths), *keys, *values))
 
 
 def decode_payload(payload: bytes) -> dict[str, bytes]:
@@ -80,25 +96,30 @@ def decode_payload(payload: bytes) -> dict[str, bytes]:
     keys_at = _COUNT.size + _TABLE_ENTRY_SIZE * count
     if keys_at > size:
         raise RecordError("payload")
-    lengths = struct.unpack_from(">" + "HI" * count, payload, _COUNT.size)
-    key_lengths, value_lengths = lengths[0::2], lengths[1::2]
-    values_at = keys_at + sum(key_lengths)
-    if values_at + sum(value_lengths) != size:
+    lengths = _table(count).unpack_from(payload, _COUNT.size)
+    if keys_at + sum(lengths) != size:
         raise RecordError("payload")
+    values_at = keys_at + sum(lengths[0::2])
+    entries: dict[str, bytes] = {}
+    pairs = iter(lengths)  # key length, value length, key length...
+    v = values_at
     try:
         # One decode for all keys when they are ASCII (they nearly always are).
         block = payload[keys_at:values_at]
-        text = block.decode("ascii") if block.isascii() else None
-        entries: dict[str, bytes] = {}
-        k, v = keys_at, values_at
-        for key_length, value_length in zip(key_lengths, value_lengths, strict=True):
-            if text is not None:
-                key = text[k - keys_at : k - keys_at + key_length]
-            else:
-                key = payload[k : k + key_length].decode("utf-8")
-            entries[key] = payload[v : v + value_length]
-            k += key_length
-            v += value_length
+        if block.isascii():
+            text, k = block.decode("ascii"), 0
+            for key_length in pairs:
+                value_length = next(pairs)
+                entries[text[k : k + key_length]] = payload[v : v + value_length]
+                k += key_length
+                v += value_length
+        else:
+            k = keys_at
+            for key_length in pairs:
+                value_length = next(pairs)
+                entries[payload[k : k + key_length].decode("utf-8")] = payload[v : v + value_length]
+                k += key_length
+                v += value_length
     except UnicodeDecodeError:
         raise RecordError("payload") from None
     if len(entries) != count:

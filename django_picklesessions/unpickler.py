@@ -948,8 +948,13 @@ def _extensions_registered() -> bool:
 
 
 _CONSTANTS: dict[int, Any] = {0x4E: None, 0x88: True, 0x89: False}
-_FRAMED = b"\x80\x05\x95"  # PROTO 5, FRAME
+_PROTO_5 = b"\x80\x05"
+_FRAMED = _PROTO_5 + b"\x95"  # PROTO 5, FRAME
 _NOT_SIMPLE = object()
+#: What precedes the text in ``pickle.dumps(s, 5)`` of a str of 0 to 255 UTF-8 bytes, by that
+#: length: PROTO 5, FRAME (length + 4), SHORT_BINUNICODE length. MEMOIZE and STOP follow it.
+_SHORT_TEXT_HEADS = [_FRAMED + (n + 4).to_bytes(8, "little") + bytes((0x8C, n)) for n in range(256)]
+_MEMOIZE_STOP = b"\x94."
 
 
 def _simple(data: bytes) -> Any:
@@ -960,20 +965,24 @@ def _simple(data: bytes) -> Any:
     and several times faster. Any other shape returns ``_NOT_SIMPLE``.
     """
     n = len(data)
-    if n == 4 and data[3] == 0x2E:  # PROTO 5, NONE / NEWTRUE / NEWFALSE, STOP
-        return _CONSTANTS.get(data[2], _NOT_SIMPLE)
-    if n == 5 and data[2] == 0x4B and data[4] == 0x2E:  # BININT1
-        return data[3]
+    # The commonest shape first, matched whole: one comparison checks both lengths.
+    if 15 <= n <= 270 and data[:13] == _SHORT_TEXT_HEADS[n - 15] and data.endswith(_MEMOIZE_STOP):
+        return data[13:-2].decode("utf-8", "surrogatepass")
+    if n < 15:
+        if not data.startswith(_PROTO_5):
+            return _NOT_SIMPLE  # another protocol is the full reader's to refuse
+        if n == 4 and data[3] == 0x2E:  # PROTO 5, NONE / NEWTRUE / NEWFALSE, STOP
+            return _CONSTANTS.get(data[2], _NOT_SIMPLE)
+        if n == 5 and data[2] == 0x4B and data[4] == 0x2E:  # BININT1
+            return data[3]
+        return _NOT_SIMPLE
     if (
-        n < 15
-        or not data.startswith(_FRAMED)
+        not data.startswith(_FRAMED)
         or int.from_bytes(data[3:11], "little") != n - 11
         or data[-1] != 0x2E
     ):
         return _NOT_SIMPLE
     opcode = data[11]
-    if opcode == 0x8C and data[12] == n - 15 and data[-2] == 0x94:  # SHORT_BINUNICODE, MEMOIZE
-        return data[13:-2].decode("utf-8", "surrogatepass")
     binunicode = opcode == 0x58 and n >= 20 and data[-2] == 0x94  # BINUNICODE, MEMOIZE
     if binunicode and int.from_bytes(data[12:16], "little") == n - 18:
         return data[16:-2].decode("utf-8", "surrogatepass")
@@ -984,20 +993,34 @@ def _simple(data: bytes) -> Any:
     return _NOT_SIMPLE
 
 
+def simple(data: bytes) -> Any:
+    """Return the scalar ``data`` pickles if it has one of the shapes above, else NOT_SIMPLE.
+
+    For decoding many values in a row without the full reader's setup; never raises.
+    """
+    try:
+        return _simple(data)
+    except UnicodeDecodeError:
+        return _NOT_SIMPLE  # loads() says why
+
+
+NOT_SIMPLE = _NOT_SIMPLE
+
+
 def loads(data: bytes) -> Any:
     """Unpickle one session value through the allow-list; raise ValueRejected on any failure.
 
     The exception is a :class:`SuspiciousValue` when our writer cannot have produced the
     bytes; messages are clipped and escaped, as they may quote attacker-chosen names.
     """
-    if not (data.startswith(b"\x80\x05") and data.endswith(b".")):
-        raise SuspiciousValue("not a protocol-5 pickle")
     try:
-        value = _simple(data)
+        value = _simple(data)  # every shape it knows is protocol 5
     except UnicodeDecodeError as exc:
         raise SuspiciousValue(f"UnicodeDecodeError: {exc}") from exc
     if value is not _NOT_SIMPLE:
         return value
+    if not (data.startswith(b"\x80\x05") and data.endswith(b".")):
+        raise SuspiciousValue("not a protocol-5 pickle")
     unpickler = _unpickler_class(get_allow_list())  # outside the try: settings errors stay loud
     try:
         if conf.STRICT_UNPICKLING or _extensions_registered():

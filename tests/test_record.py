@@ -212,6 +212,30 @@ def test_malformed_payload_under_a_valid_mac_is_rejected(payload, security_log) 
     assert len(security_log()) == 1
 
 
+@pytest.mark.parametrize(
+    "entries",
+    [
+        {},
+        {"": b"\x80\x05N."},
+        {**pickled(_auth_user_id="7", thème="clair"), "k" * 65535: b""},
+        {f"key{i}": pickle.dumps(i, 5) for i in range(200)},  # past the cached length tables
+    ],
+    ids=["empty", "empty key", "non-ASCII and longest keys", "200 keys"],
+)
+def test_payload_round_trips(entries: dict[str, bytes]) -> None:
+    payload = record.encode_payload(entries)
+    assert len(payload) == 4 + 6 * len(entries) + sum(
+        len(key.encode()) + len(value) for key, value in entries.items()
+    )
+    decoded = record.decode_payload(payload)
+    assert decoded == entries and list(decoded) == list(entries)
+
+
+def test_a_key_over_65535_bytes_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="longer than 65535 bytes: b'xxxx"):
+        record.encode_payload({"a": b"", "x" * 65536: b""})
+
+
 def test_record_fields() -> None:
     store = SessionStore()
     store["a"] = 1

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client, override_settings
 
-from django_picklesessions import pickler
+from django_picklesessions import data, pickler
 from django_picklesessions.backends.locmem import SessionStore
 from tests.cart import Cart, LineItem, Money
 
@@ -144,6 +144,19 @@ def test_a_stored_set_is_unpickled_to_compare_only_when_the_bytes_differ(
     assert unpickle_spy.calls == 2
     store.save()
     assert SessionStore(key)["cart"].items[0].quantity == 4
+
+
+@pytest.mark.parametrize(
+    "value", [set(), {"A"}, {1, 2, 3}, frozenset(), frozenset({"A"}), [{"A"}], {"k": {1}}]
+)
+def test_every_pickle_holding_a_set_may_hold_one(value: object) -> None:
+    # A false "no set" would count an equal set in another order as a change.
+    assert data._may_hold_set(pickler.get_writer().dumps("k", value))
+
+
+def test_a_pickle_without_a_set_is_known_not_to_hold_one() -> None:
+    value = [lines(), decimal.Decimal("1.00"), "sea", b"\x8e\x92"]
+    assert not data._may_hold_set(pickler.get_writer().dumps("k", value))
 
 
 def test_the_writer_says_when_a_class_reduced_a_value_itself() -> None:

@@ -255,6 +255,18 @@ def test_scalar_fast_path_never_disagrees_with_pickle(text: str, position: int, 
         assert fast == pickle.loads(bytes(data))
 
 
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 6, 255])
+def test_scalar_fast_path_reads_protocol_5_only(protocol: int) -> None:
+    # Each shape the fast path knows, with another protocol number: refused, not decoded.
+    shapes = [pickle.dumps(value, 5) for value in (None, True, 7, 700, 70000, "dark", "é" * 200)]
+    for data in shapes:
+        assert unpickler.simple(data) is not unpickler.NOT_SIMPLE  # the fast path's own
+        forged = data[:1] + bytes([protocol]) + data[2:]
+        assert unpickler.simple(forged) is unpickler.NOT_SIMPLE
+        with pytest.raises(ValueRejected):
+            unpickler.loads(forged)
+
+
 def test_constructor_errors_become_rejections() -> None:
     bad_decimal = b"\x80\x05\x8c\x07decimal\x8c\x07Decimal\x93\x8c\x03abc\x85R."
     with pytest.raises(ValueRejected, match="InvalidOperation|ConversionSyntax"):

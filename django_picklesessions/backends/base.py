@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.contrib.sessions.backends.base import (
     VALID_KEY_CHARS,
     CreateError,
@@ -329,16 +328,12 @@ class PickleSessionBase(SessionBase):
                 and not must_create
                 and sid == self._loaded_sid
                 and not self._loaded_with_fallback
-                and not settings.SESSION_SAVE_EVERY_REQUEST
+                and not conf.SESSION_SAVE_EVERY_REQUEST
             )
             if unchanged:
                 return None
         else:
-            entries = {}
-            for key, value in data.items():
-                if not isinstance(key, str):
-                    raise TypeError(f"Session keys must be str, not {type(key).__name__}: {key!r}.")
-                entries[key] = writer.dumps(key, value)
+            entries = writer.dumps_all(data)
         now = epoch_now()
         # The expiry comes from the data being written, never from a (re)load of the store.
         expires_at = now + self.get_expiry_age(expiry=data.get("_session_expiry"))
@@ -374,6 +369,10 @@ class PickleSessionBase(SessionBase):
         self._explicitly_modified = False
 
     # --- SessionBase contract -----------------------------------------------------------
+
+    def get_session_cookie_age(self) -> int:
+        # Django's reads its lazy settings object on every call (half a microsecond).
+        return conf.SESSION_COOKIE_AGE
 
     def get_expiry_age(self, **kwargs: Any) -> int:
         # Django's computes timezone.now() on every call; it is needed only for a date.
