@@ -6,15 +6,12 @@ on them: the numbers depend on the machine, the targets are what we aim for.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import hmac
 import pickle
 import platform
-import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -22,7 +19,7 @@ import django
 from django.conf import settings
 from django.contrib.sessions.backends.signed_cookies import SessionStore as StockStore
 
-from bench import payloads, unpickling
+from bench import harness, payloads, unpickling
 from django_picklesessions.backends.locmem import SessionStore
 
 # Deterministic, bench-only secret: 60 characters that pass Django's W009 rules.
@@ -58,63 +55,15 @@ def configure() -> None:
 
 # --- Timing -----------------------------------------------------------------------------
 
-
-@dataclass
-class Timing:
-    """Nanoseconds per call of one candidate, one sample per round."""
-
-    samples: list[float]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def best(self) -> float:
-        return min(self.samples)
-
-
-def per_round(num: Timing, den: Timing) -> tuple[float, float, float]:
-    """Median and quartiles of the ratio taken round by round (both ran in every round)."""
-    ratios = [a / b for a, b in zip(num.samples, den.samples, strict=True)]
-    low, _, high = statistics.quantiles(ratios, n=4)
-    return statistics.median(ratios), low, high
-
-
-def _batch_ns(op: Op, calls: int) -> float:
-    """Return the mean time of ``calls`` calls of ``op``, with the collector paused."""
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        for _ in range(calls):
-            op()
-        elapsed = time.perf_counter_ns() - start
-    finally:
-        gc.enable()
-    return elapsed / calls
-
-
-def _calls_per_batch(op: Op) -> int:
-    """Pick how many calls make one batch of about ``BATCH_NS``, after a short warm-up."""
-    calls = 1
-    while True:
-        per_call = _batch_ns(op, calls)
-        if per_call * calls >= BATCH_NS / 20:
-            return max(1, int(BATCH_NS / per_call))
-        calls *= 2
+# Timing, interleaving and per-round ratios are bench.harness's; ``Op`` is a bare callable here.
+Timing = harness.Timing
+per_round = harness.per_round
 
 
 def interleave(candidates: dict[str, Op]) -> dict[str, Timing]:
     """Time every candidate once per round, rotating their order, so drift hits all alike."""
-    names = list(candidates)
-    calls = {name: _calls_per_batch(candidates[name]) for name in names}
-    timings = {name: Timing([]) for name in names}
-    gc.collect()
-    for index in range(ROUNDS):
-        shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
-            timings[name].samples.append(_batch_ns(candidates[name], calls[name]))
-    return timings
+    wrapped = {name: harness.Candidate(op) for name, op in candidates.items()}
+    return harness.interleave(wrapped, ROUNDS, BATCH_NS)
 
 
 # --- Candidates -------------------------------------------------------------------------

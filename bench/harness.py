@@ -84,6 +84,15 @@ def interleave(
     return timings
 
 
+def per_round(num: Timing, den: Timing) -> tuple[float, float, float]:
+    """Median and quartiles of ``num / den`` taken round by round (both ran in every round)."""
+    ratios = [a / b for a, b in zip(num.samples, den.samples, strict=True)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0], ratios[0]
+    low, _, high = statistics.quantiles(ratios, n=4)
+    return statistics.median(ratios), low, high
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Return the ``fraction`` quantile of ``values`` (nearest rank; values need not be sorted)."""
     ordered = sorted(values)
