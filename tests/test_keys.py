@@ -10,7 +10,7 @@ from django.test import override_settings
 from django_picklesessions import record
 from django_picklesessions.backends import locmem
 from django_picklesessions.backends.locmem import SessionStore
-from django_picklesessions.keys import MAC_LABEL, derive, get_keyring
+from django_picklesessions.keys import MAC_LABEL, SigningKey, derive, get_keyring
 
 OLD = "old-secret-key-for-rotation-tests-0123456789-abcdefghijklmnop"
 NEW = "new-secret-key-for-rotation-tests-0123456789-qrstuvwxyzABCDEF"
@@ -95,8 +95,10 @@ def test_key_id_selects_the_key_without_trying_others(monkeypatch) -> None:
     with override_settings(SECRET_KEY_FALLBACKS=[OLD, OTHER]):
         keyring = get_keyring()  # derive the keys first; only MACs are counted below
         calls = []
-        real = record.hmac.digest
-        monkeypatch.setattr(record.hmac, "digest", lambda *a: calls.append(a[0]) or real(*a))
+        real = SigningKey.mac
+        monkeypatch.setattr(
+            SigningKey, "mac", lambda key, *parts: calls.append(key.mac_key) or real(key, *parts)
+        )
         assert SessionStore(session_key)["_auth_user_id"] == "5"
     assert calls == [keyring.current.mac_key]
 
@@ -105,3 +107,13 @@ def test_bytes_keys_are_accepted() -> None:
     with override_settings(PICKLESESSIONS_KEYS=[bytes(range(32))]):
         session_key = make_session()
         assert SessionStore(session_key)["_auth_user_id"] == "5"
+
+
+def test_a_keys_mac_is_hmac_sha256_of_its_parts_joined() -> None:
+    key = derive(NEW)
+    parts = [b"sid" * 11, memoryview(b"header and payload")[3:], b""]
+    expected = hmac.digest(key.mac_key, b"".join(parts), "sha256")
+    # Every call starts from the keyed state afresh: an earlier MAC leaves nothing behind.
+    assert key.mac(*parts) == key.mac(*parts) == expected
+    assert key.mac(b"".join(parts)) == expected
+    assert key.mac() == hmac.digest(key.mac_key, b"", "sha256")
