@@ -363,9 +363,12 @@ def profile(engines: list[Engine], calls: int) -> None:
 
 @contextlib.contextmanager
 def database_for(kind: str) -> Iterator[str | None]:
-    """Yield the scratch PostgreSQL database's name for ``postgresql``, else None."""
+    """Yield the scratch database's name for PostgreSQL or MariaDB, else None (SQLite)."""
     if kind == "postgresql":
         with djsetup.scratch_postgres("picklesessions_bench_engines") as name:
+            yield name
+    elif kind == "mariadb":
+        with djsetup.scratch_mariadb("picklesessions_bench_engines") as name:
             yield name
     else:
         yield None
@@ -415,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--db",
         default=",".join(djsetup.DB_KINDS),
-        help="database kinds, comma-separated: sqlite, sqlite-wal, postgresql (default: all)",
+        help=f"database kinds, comma-separated: {', '.join(djsetup.DB_KINDS)} (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="few short rounds (a smoke run)")
     parser.add_argument("--profile", action="store_true", help="also profile our load and cycle")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import pickle
 import zoneinfo
 
 import pytest
 from django.utils.translation import gettext_lazy
 
+from django_picklesessions import pickler, unpickler
 from django_picklesessions.backends import locmem
 from django_picklesessions.backends.locmem import SessionStore
 from tests.cart import Cart, LineItem, NotAllowed
@@ -132,3 +134,22 @@ def test_an_allowed_class_reducing_through_a_function_fails_naming_it(settings) 
     when = datetime.datetime(2026, 1, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
     with pytest.raises(TypeError, match=r"zoneinfo\.ZoneInfo.*through .*_unpickle.*in UTC"):
         save_value(when, key="when")
+
+
+@pytest.mark.parametrize(
+    "tz",
+    [
+        datetime.timezone.utc,
+        datetime.timezone(datetime.timedelta(0), "Z"),  # equal to UTC, but not UTC
+        datetime.timezone(datetime.timedelta(hours=-3, minutes=-30)),
+    ],
+    ids=["utc", "zero offset named Z", "fixed offset"],
+)
+def test_aware_datetimes_pickle_as_pickle_writes_them(tz: datetime.timezone) -> None:
+    # UTC's reduction is taken ready-made; every other timezone goes through its own.
+    value = [datetime.datetime(2025, 3, 14, 9, 26, 53, tzinfo=tz), tz]
+    data = pickler.get_writer().dumps("when", value)
+    assert data == pickle.dumps(value, 5)
+    loaded = unpickler.loads(data)
+    assert loaded == value
+    assert [v.tzname(None) for v in (loaded[0].tzinfo, loaded[1])] == [tz.tzname(None)] * 2
