@@ -42,6 +42,9 @@ TEMPLATES = [
     }
 ]
 ROOT_URLCONF = "tests.urls"
+# Users are created and logged in by many tests; the default PBKDF2 (a million iterations)
+# costs a third of a second per hash here. The session auth hash works alike with this one.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 TEST_DB = os.environ.get("PICKLESESSIONS_TEST_DB", "sqlite")
 # Parallel runs (tox environments, a developer's terminals) share the servers and the temp
