@@ -501,6 +501,11 @@ def run_db(
             f"on our table: {spread(own)} (median [min–max] of {repeats} rounds; batches of "
             f"{_batch_size():,} rows)"
         )
+        median = statistics.median(ratios)
+        print(
+            f"   target: ours-db never slower than stock's one DELETE at {size:,} rows "
+            f"(ours ÷ stock ≤ 1): {median:.2f}  {harness.verdict(median <= 1.0)}"
+        )
         with connections["default"].cursor() as cursor:
             for table in tables.values():
                 cursor.execute(f"DROP TABLE IF EXISTS tpl_{table}")
