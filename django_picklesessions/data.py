@@ -61,9 +61,10 @@ class SessionData(MutableMapping[str, Any]):
         data._items = dict(values)
         return data
 
-    def _decode(self, key: str) -> Any:
+    def _decode(self, key: str, simple_declined: bool = False) -> Any:
+        load = unpickler.loads_full if simple_declined else unpickler.loads
         try:
-            value = unpickler.loads(self._base[key])
+            value = load(self._base[key])
         except ValueRejected as exc:
             del self._items[key]
             if getattr(exc, "suspicious", False):
@@ -139,7 +140,7 @@ class SessionData(MutableMapping[str, Any]):
                 continue
             # try/except, not contextlib.suppress: this runs once per key of every load.
             try:  # noqa: SIM105
-                self._decode(key)
+                self._decode(key, simple_declined=True)
             except KeyError:  # refused and logged by _decode
                 pass
 

@@ -955,6 +955,8 @@ _NOT_SIMPLE = object()
 #: length: PROTO 5, FRAME (length + 4), SHORT_BINUNICODE length. MEMOIZE and STOP follow it.
 _SHORT_TEXT_HEADS = [_FRAMED + (n + 4).to_bytes(8, "little") + bytes((0x8C, n)) for n in range(256)]
 _MEMOIZE_STOP = b"\x94."
+#: The first opcode after the frame of the other framed shapes: BINUNICODE, BININT2, BININT.
+_FRAMED_SCALAR_OPCODES = frozenset((0x58, 0x4D, 0x4A))
 
 
 def _simple(data: bytes) -> Any:
@@ -976,13 +978,14 @@ def _simple(data: bytes) -> Any:
         if n == 5 and data[2] == 0x4B and data[4] == 0x2E:  # BININT1
             return data[3]
         return _NOT_SIMPLE
+    opcode = data[11]
     if (
-        not data.startswith(_FRAMED)
+        opcode not in _FRAMED_SCALAR_OPCODES  # first: every other value's pickle stops here
+        or not data.startswith(_FRAMED)
         or int.from_bytes(data[3:11], "little") != n - 11
         or data[-1] != 0x2E
     ):
         return _NOT_SIMPLE
-    opcode = data[11]
     binunicode = opcode == 0x58 and n >= 20 and data[-2] == 0x94  # BINUNICODE, MEMOIZE
     if binunicode and int.from_bytes(data[12:16], "little") == n - 18:
         return data[16:-2].decode("utf-8", "surrogatepass")
@@ -1019,6 +1022,11 @@ def loads(data: bytes) -> Any:
         raise SuspiciousValue(f"UnicodeDecodeError: {exc}") from exc
     if value is not _NOT_SIMPLE:
         return value
+    return _load_with_reader(data)
+
+
+def _load_with_reader(data: bytes) -> Any:
+    """:func:`loads` without the scalar shapes: for bytes that :func:`simple` declined."""
     if not (data.startswith(b"\x80\x05") and data.endswith(b".")):
         raise SuspiciousValue("not a protocol-5 pickle")
     unpickler = _unpickler_class(get_allow_list())  # outside the try: settings errors stay loud
@@ -1055,6 +1063,10 @@ def loads(data: bytes) -> Any:
     except Exception as exc:
         # Any constructor of an allowed class may raise anything; it is still just bad data.
         raise ValueRejected(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc
+
+
+#: The full reader alone, for a caller that has tried :func:`simple` first.
+loads_full = _load_with_reader
 
 
 # --- Salvage: a legacy whole-dict pickle, dropping only the keys that hold refused values ---

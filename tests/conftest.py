@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from django_picklesessions import unpickler
 from django_picklesessions.backends import locmem
+from tests.helpers import UnpickleSpy, counting_decodes
 
 
 @pytest.fixture(autouse=True)
@@ -31,25 +31,10 @@ def security_log(caplog: pytest.LogCaptureFixture) -> Any:
     return records
 
 
-class UnpickleSpy:
-    """Counts calls into the restricted unpickler, passing them through."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, data: bytes) -> Any:
-        self.calls += 1
-        return _real_loads(data)
-
-
-_real_loads = unpickler.loads
-
-
 @pytest.fixture
-def unpickle_spy(monkeypatch: pytest.MonkeyPatch) -> UnpickleSpy:
-    spy = UnpickleSpy()
-    monkeypatch.setattr(unpickler, "loads", spy)
-    return spy
+def unpickle_spy() -> Iterator[UnpickleSpy]:
+    with counting_decodes() as spy:
+        yield spy
 
 
 # --- Database servers -------------------------------------------------------------------

@@ -6,12 +6,14 @@ writer did not produce. Tests use it to build records an attacker holding the ke
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from unittest import mock
 
-from django_picklesessions import record
+from django_picklesessions import record, unpickler
 from django_picklesessions.keys import Keyring, get_keyring
 
 
@@ -65,3 +67,40 @@ def new_session(store: Callable[..., Any], **values: object) -> str:
     first.save()
     key: str = first.session_key
     return key
+
+
+class UnpickleSpy:
+    """Counts the session values decoded, through any of the reader's entry points.
+
+    ``loads`` and ``loads_full`` count each call; ``simple`` counts the values it decoded
+    (when it declines, the ``loads_full`` that follows counts).
+    """
+
+    def __init__(self, real: dict[str, Callable[[bytes], Any]]) -> None:
+        self.calls = 0
+        self._real = real
+
+    def loads(self, data: bytes) -> Any:
+        self.calls += 1
+        return self._real["loads"](data)
+
+    def loads_full(self, data: bytes) -> Any:
+        self.calls += 1
+        return self._real["loads_full"](data)
+
+    def simple(self, data: bytes) -> Any:
+        value = self._real["simple"](data)
+        if value is not unpickler.NOT_SIMPLE:
+            self.calls += 1
+        return value
+
+
+@contextlib.contextmanager
+def counting_decodes() -> Iterator[UnpickleSpy]:
+    """Count every session value decoded inside the block (see :class:`UnpickleSpy`)."""
+    names = ("loads", "loads_full", "simple")
+    spy = UnpickleSpy({name: getattr(unpickler, name) for name in names})
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            stack.enter_context(mock.patch.object(unpickler, name, getattr(spy, name)))
+        yield spy
