@@ -1471,6 +1471,9 @@ class Refusal:
     message: str
 
 
+_CHAIN_LIMIT = 16
+
+
 def diagnose(data: bytes) -> Refusal | None:
     """Load ``data`` as a request would; return None if it loads, or why it does not."""
     try:
@@ -1479,9 +1482,14 @@ def diagnose(data: bytes) -> Refusal | None:
         cause = exc.__cause__
         # The tracebacks tie each exception to the frames that raised it, in cycles only
         # the garbage collector frees: a scan of a million refused values would pile them up.
-        exc.__traceback__ = None
-        if cause is not None:
-            cause.__traceback__ = None
+        # Every exception of the chain holds one (a KeyError inside find_class, say); the
+        # walk is bounded, as a constructor's own exceptions may chain in a loop.
+        link: BaseException | None = exc
+        for _ in range(_CHAIN_LIMIT):
+            if link is None:
+                break
+            link.__traceback__ = None
+            link = link.__cause__ or link.__context__
         if isinstance(cause, _NotAllowed):
             kind = "suspicious" if cause.suspicious else "not_allowed"
             return Refusal(kind, cause.module, cause.name, str(exc))
