@@ -7,12 +7,13 @@ decompression with a cap) and hands back the still-pickled value of each session
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import struct
 import zlib
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django_picklesessions.exceptions import RecordError, SessionTooLarge
 from django_picklesessions.keys import Keyring
@@ -59,18 +60,10 @@ class Record(NamedTuple):
     key_position: int
 
 
+@functools.lru_cache(maxsize=64)
 def _table(count: int) -> struct.Struct:
-    """Return the struct of a payload's length table for ``count`` keys (cached for most)."""
-    table = _TABLES.get(count)
-    if table is None:
-        table = struct.Struct(">" + "HI" * count)
-        if count <= _CACHED_TABLES:
-            _TABLES[count] = table
-    return table
-
-
-_TABLES: dict[int, struct.Struct] = {}
-_CACHED_TABLES = 64
+    """Return the struct of a payload's length table for ``count`` keys."""
+    return struct.Struct(">" + "HI" * count)
 
 
 def encode_payload(entries: Mapping[str, bytes]) -> bytes:
@@ -100,28 +93,23 @@ def decode_payload(payload: bytes) -> dict[str, bytes]:
     if keys_at + sum(lengths) != size:
         raise RecordError("payload")
     values_at = keys_at + sum(lengths[0::2])
-    entries: dict[str, bytes] = {}
+    # One decode for all keys when they are ASCII (they nearly always are); otherwise the
+    # keys are sliced as bytes and decoded one by one afterwards.
+    block = payload[keys_at:values_at]
+    keys: str | bytes = block.decode("ascii") if block.isascii() else block
+    entries: dict[Any, bytes] = {}
     pairs = iter(lengths)  # key length, value length, key length...
-    v = values_at
-    try:
-        # One decode for all keys when they are ASCII (they nearly always are).
-        block = payload[keys_at:values_at]
-        if block.isascii():
-            text, k = block.decode("ascii"), 0
-            for key_length in pairs:
-                value_length = next(pairs)
-                entries[text[k : k + key_length]] = payload[v : v + value_length]
-                k += key_length
-                v += value_length
-        else:
-            k = keys_at
-            for key_length in pairs:
-                value_length = next(pairs)
-                entries[payload[k : k + key_length].decode("utf-8")] = payload[v : v + value_length]
-                k += key_length
-                v += value_length
-    except UnicodeDecodeError:
-        raise RecordError("payload") from None
+    k, v = 0, values_at
+    for key_length in pairs:
+        value_length = next(pairs)
+        entries[keys[k : k + key_length]] = payload[v : v + value_length]
+        k += key_length
+        v += value_length
+    if keys is block:
+        try:
+            entries = {key.decode("utf-8"): value for key, value in entries.items()}
+        except UnicodeDecodeError:
+            raise RecordError("payload") from None
     if len(entries) != count:
         raise RecordError("payload")  # a key appeared twice
     return entries
