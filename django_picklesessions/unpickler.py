@@ -1004,7 +1004,7 @@ def simple(data: bytes) -> Any:
     try:
         return _simple(data)
     except UnicodeDecodeError:
-        return _NOT_SIMPLE  # loads() says why
+        return _NOT_SIMPLE  # loads_full() refuses it
 
 
 NOT_SIMPLE = _NOT_SIMPLE
@@ -1016,17 +1016,16 @@ def loads(data: bytes) -> Any:
     The exception is a :class:`SuspiciousValue` when our writer cannot have produced the
     bytes; messages are clipped and escaped, as they may quote attacker-chosen names.
     """
-    try:
-        value = _simple(data)  # every shape it knows is protocol 5
-    except UnicodeDecodeError as exc:
-        raise SuspiciousValue(f"UnicodeDecodeError: {exc}") from exc
-    if value is not _NOT_SIMPLE:
-        return value
-    return _load_with_reader(data)
+    value = simple(data)
+    return loads_full(data) if value is _NOT_SIMPLE else value
 
 
-def _load_with_reader(data: bytes) -> Any:
-    """:func:`loads` without the scalar shapes: for bytes that :func:`simple` declined."""
+def loads_full(data: bytes) -> Any:
+    """:func:`loads` without the scalar shapes: for bytes that :func:`simple` declined.
+
+    Text that is not UTF-8 in a scalar's shape comes here too, and is refused like any
+    malformed stream.
+    """
     if not (data.startswith(b"\x80\x05") and data.endswith(b".")):
         raise SuspiciousValue("not a protocol-5 pickle")
     unpickler = _unpickler_class(get_allow_list())  # outside the try: settings errors stay loud
@@ -1063,10 +1062,6 @@ def _load_with_reader(data: bytes) -> Any:
     except Exception as exc:
         # Any constructor of an allowed class may raise anything; it is still just bad data.
         raise ValueRejected(_clip(f"{type(exc).__name__}: {exc}", 200)) from exc
-
-
-#: The full reader alone, for a caller that has tried :func:`simple` first.
-loads_full = _load_with_reader
 
 
 # --- Salvage: a legacy whole-dict pickle, dropping only the keys that hold refused values ---

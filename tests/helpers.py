@@ -70,37 +70,30 @@ def new_session(store: Callable[..., Any], **values: object) -> str:
 
 
 class UnpickleSpy:
-    """Counts the session values decoded, through any of the reader's entry points.
+    """Counts the session values decoded inside :func:`counting_decodes`."""
 
-    ``loads`` and ``loads_full`` count each call; ``simple`` counts the values it decoded
-    (when it declines, the ``loads_full`` that follows counts).
-    """
-
-    def __init__(self, real: dict[str, Callable[[bytes], Any]]) -> None:
+    def __init__(self) -> None:
         self.calls = 0
-        self._real = real
-
-    def loads(self, data: bytes) -> Any:
-        self.calls += 1
-        return self._real["loads"](data)
-
-    def loads_full(self, data: bytes) -> Any:
-        self.calls += 1
-        return self._real["loads_full"](data)
-
-    def simple(self, data: bytes) -> Any:
-        value = self._real["simple"](data)
-        if value is not unpickler.NOT_SIMPLE:
-            self.calls += 1
-        return value
 
 
 @contextlib.contextmanager
 def counting_decodes() -> Iterator[UnpickleSpy]:
-    """Count every session value decoded inside the block (see :class:`UnpickleSpy`)."""
-    names = ("loads", "loads_full", "simple")
-    spy = UnpickleSpy({name: getattr(unpickler, name) for name in names})
-    with contextlib.ExitStack() as stack:
-        for name in names:
-            stack.enter_context(mock.patch.object(unpickler, name, getattr(spy, name)))
+    """Count every session value decoded inside the block, whichever entry point decodes it.
+
+    Every decode goes through ``simple`` (counted when it decodes a scalar) or ``loads_full``
+    (counted per call); ``loads`` is the two in turn, so it is not patched itself.
+    """
+    spy = UnpickleSpy()
+    real_simple, real_full = unpickler.simple, unpickler.loads_full
+
+    def simple(data: bytes) -> Any:
+        value = real_simple(data)
+        spy.calls += value is not unpickler.NOT_SIMPLE
+        return value
+
+    def loads_full(data: bytes) -> Any:
+        spy.calls += 1
+        return real_full(data)
+
+    with mock.patch.multiple(unpickler, simple=simple, loads_full=loads_full):
         yield spy
