@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import itertools
 import struct
 import zlib
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from django_picklesessions.exceptions import RecordError, SessionTooLarge
 from django_picklesessions.keys import Keyring
@@ -66,18 +67,46 @@ def _table(count: int) -> struct.Struct:
     return struct.Struct(">" + "HI" * count)
 
 
+@functools.lru_cache(maxsize=256)
+def _key_layout(keys: tuple[str, ...]) -> tuple[bytes, bytes, tuple[int, ...], struct.Struct]:
+    """Return the count, the key block, the key lengths and the table struct for ``keys``.
+
+    Cached: a site's sessions share a few key sets, so most saves encode no key at all.
+    """
+    encoded = [key.encode("utf-8") for key in keys]
+    lengths = tuple(map(len, encoded))
+    if lengths and max(lengths) > 0xFFFF:
+        key = next(key for key in encoded if len(key) > 0xFFFF)
+        raise ValueError(f"A session key is longer than 65535 bytes: {key[:40]!r}...")
+    return len(keys).to_bytes(4, "big"), b"".join(encoded), lengths, _table(len(keys))
+
+
 def encode_payload(entries: Mapping[str, bytes]) -> bytes:
     """Serialise ``{key: pickled value}``: count, a table of lengths, the keys, the values."""
-    keys = [key.encode("utf-8") for key in entries]
+    count, block, key_lengths, table = _key_layout(tuple(entries))
     values = entries.values()
-    lengths = [0] * (2 * len(keys))
-    lengths[0::2] = key_lengths = list(map(len, keys))
+    lengths = [0] * (2 * len(key_lengths))
+    lengths[0::2] = key_lengths
     lengths[1::2] = map(len, values)
-    if key_lengths and max(key_lengths) > 0xFFFF:
-        key = next(key for key in keys if len(key) > 0xFFFF)
-        raise ValueError(f"A session key is longer than 65535 bytes: {key[:40]!r}...")
-    count = len(keys).to_bytes(4, "big")
-    return b"".join((count, _table(len(keys)).pack(*lengths), *keys, *values))
+    return b"".join((count, table.pack(*lengths), block, *values))
+
+
+def _split_keys(block: bytes, lengths: tuple[int, ...]) -> tuple[str, ...] | None:
+    """Return the keys packed in ``block`` with these byte lengths, or None if not UTF-8."""
+    ends = list(itertools.accumulate(lengths, initial=0))
+    if block.isascii():  # nearly always: one decode, then str slices
+        text = block.decode("ascii")
+        return tuple(text[start:end] for start, end in itertools.pairwise(ends))
+    try:
+        return tuple(block[start:end].decode("utf-8") for start, end in itertools.pairwise(ends))
+    except UnicodeDecodeError:
+        return None
+
+
+#: :func:`_split_keys` for key blocks up to ``_CACHED_KEY_BLOCK`` bytes, cached like
+#: :func:`_key_layout`; only verified records get here.
+_split_keys_cached = functools.lru_cache(maxsize=256)(_split_keys)
+_CACHED_KEY_BLOCK = 2048
 
 
 def decode_payload(payload: bytes) -> dict[str, bytes]:
@@ -92,24 +121,17 @@ def decode_payload(payload: bytes) -> dict[str, bytes]:
     lengths = _table(count).unpack_from(payload, _COUNT.size)
     if keys_at + sum(lengths) != size:
         raise RecordError("payload")
-    values_at = keys_at + sum(lengths[0::2])
-    # One decode for all keys when they are ASCII (they nearly always are); otherwise the
-    # keys are sliced as bytes and decoded one by one afterwards.
-    block = payload[keys_at:values_at]
-    keys: str | bytes = block.decode("ascii") if block.isascii() else block
-    entries: dict[Any, bytes] = {}
-    pairs = iter(lengths)  # key length, value length, key length...
-    k, v = 0, values_at
-    for key_length in pairs:
-        value_length = next(pairs)
-        entries[keys[k : k + key_length]] = payload[v : v + value_length]
-        k += key_length
-        v += value_length
-    if keys is block:
-        try:
-            entries = {key.decode("utf-8"): value for key, value in entries.items()}
-        except UnicodeDecodeError:
-            raise RecordError("payload") from None
+    key_lengths = lengths[0::2]
+    at = keys_at + sum(key_lengths)
+    block = payload[keys_at:at]
+    split = _split_keys_cached if len(block) <= _CACHED_KEY_BLOCK else _split_keys
+    keys = split(block, key_lengths)
+    if keys is None:
+        raise RecordError("payload")
+    entries: dict[str, bytes] = {}
+    for key, length in zip(keys, lengths[1::2], strict=True):
+        entries[key] = payload[at : at + length]
+        at += length
     if len(entries) != count:
         raise RecordError("payload")  # a key appeared twice
     return entries
@@ -140,8 +162,7 @@ def encode(
     header = HEADER.pack(
         MAGIC, FORMAT_VERSION, flags, key.key_id, issued_at, expires_at, version, len(payload)
     )
-    signed = header + payload
-    record = signed + key.mac(sid, signed)
+    record = b"".join((header, payload, key.mac(sid, header, payload)))
     if len(record) > max_record_size:
         raise SessionTooLarge(_too_large("record", len(record), max_record_size, entries))
     return record
@@ -178,7 +199,7 @@ def decode(
     key = keyring.by_id.get(key_id)
     if key is None:
         raise RecordError("unknown_key")
-    expected = key.mac(sid, memoryview(data)[:-MAC_SIZE])
+    expected = key.mac(sid, memoryview(data)[:-MAC_SIZE] if len(data) > 4096 else data[:-MAC_SIZE])
     if not hmac.compare_digest(expected, data[-MAC_SIZE:]):
         raise RecordError("bad_mac")
     # 4. Signed expiry: the storage's own expiry column or mtime is only a cleanup hint.
@@ -192,13 +213,8 @@ def decode(
         payload = _decompress(payload, max_payload_size)
     elif len(payload) > max_payload_size:
         raise RecordError("size")
-    return Record(
-        entries=decode_payload(payload),
-        issued_at=issued_at,
-        expires_at=expires_at,
-        version=version,
-        key_position=key.position,
-    )
+    # Positional: a named tuple's keyword constructor costs a microsecond more.
+    return Record(decode_payload(payload), issued_at, expires_at, version, key.position)
 
 
 def peek_expiry(data: bytes) -> int | None:

@@ -959,52 +959,49 @@ _MEMOIZE_STOP = b"\x94."
 _FRAMED_SCALAR_OPCODES = frozenset((0x58, 0x4D, 0x4A))
 
 
-def _simple(data: bytes) -> Any:
+def simple(data: bytes) -> Any:
     """Decode the few exact shapes ``pickle.dumps(x, 5)`` gives a str, small int, bool or None.
 
     Most session keys hold such scalars (the auth keys, flags, counters). Reading them needs
     no unpickler at all: these shapes contain no global, so parsing them here is both safe
-    and several times faster. Any other shape returns ``_NOT_SIMPLE``.
+    and several times faster. Any other shape returns ``NOT_SIMPLE``, and so does text that
+    is not UTF-8 (which ``loads_full`` refuses); it never raises.
     """
     n = len(data)
-    # The commonest shape first, matched whole: one comparison checks both lengths.
-    if 15 <= n <= 270 and data[:13] == _SHORT_TEXT_HEADS[n - 15] and data.endswith(_MEMOIZE_STOP):
-        return data[13:-2].decode("utf-8", "surrogatepass")
-    if n < 15:
-        if not data.startswith(_PROTO_5):
-            return _NOT_SIMPLE  # another protocol is the full reader's to refuse
-        if n == 4 and data[3] == 0x2E:  # PROTO 5, NONE / NEWTRUE / NEWFALSE, STOP
-            return _CONSTANTS.get(data[2], _NOT_SIMPLE)
-        if n == 5 and data[2] == 0x4B and data[4] == 0x2E:  # BININT1
-            return data[3]
+    try:
+        # The commonest shape first, matched whole: one comparison checks both lengths.
+        if (
+            15 <= n <= 270
+            and data[:13] == _SHORT_TEXT_HEADS[n - 15]
+            and data.endswith(_MEMOIZE_STOP)
+        ):
+            return data[13:-2].decode("utf-8", "surrogatepass")
+        if n < 15:
+            if not data.startswith(_PROTO_5):
+                return _NOT_SIMPLE  # another protocol is the full reader's to refuse
+            if n == 4 and data[3] == 0x2E:  # PROTO 5, NONE / NEWTRUE / NEWFALSE, STOP
+                return _CONSTANTS.get(data[2], _NOT_SIMPLE)
+            if n == 5 and data[2] == 0x4B and data[4] == 0x2E:  # BININT1
+                return data[3]
+            return _NOT_SIMPLE
+        opcode = data[11]
+        if (
+            opcode not in _FRAMED_SCALAR_OPCODES  # first: every other value's pickle stops here
+            or not data.startswith(_FRAMED)
+            or int.from_bytes(data[3:11], "little") != n - 11
+            or data[-1] != 0x2E
+        ):
+            return _NOT_SIMPLE
+        binunicode = opcode == 0x58 and n >= 20 and data[-2] == 0x94  # BINUNICODE, MEMOIZE
+        if binunicode and int.from_bytes(data[12:16], "little") == n - 18:
+            return data[16:-2].decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
         return _NOT_SIMPLE
-    opcode = data[11]
-    if (
-        opcode not in _FRAMED_SCALAR_OPCODES  # first: every other value's pickle stops here
-        or not data.startswith(_FRAMED)
-        or int.from_bytes(data[3:11], "little") != n - 11
-        or data[-1] != 0x2E
-    ):
-        return _NOT_SIMPLE
-    binunicode = opcode == 0x58 and n >= 20 and data[-2] == 0x94  # BINUNICODE, MEMOIZE
-    if binunicode and int.from_bytes(data[12:16], "little") == n - 18:
-        return data[16:-2].decode("utf-8", "surrogatepass")
     if opcode == 0x4D and n == 15:  # BININT2
         return int.from_bytes(data[12:14], "little")
     if opcode == 0x4A and n == 17:  # BININT
         return int.from_bytes(data[12:16], "little", signed=True)
     return _NOT_SIMPLE
-
-
-def simple(data: bytes) -> Any:
-    """Return the scalar ``data`` pickles if it has one of the shapes above, else NOT_SIMPLE.
-
-    For decoding many values in a row without the full reader's setup; never raises.
-    """
-    try:
-        return _simple(data)
-    except UnicodeDecodeError:
-        return _NOT_SIMPLE  # loads_full() refuses it
 
 
 NOT_SIMPLE = _NOT_SIMPLE

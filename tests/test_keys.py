@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hmac
 
+import pytest
 from django.core import signing
 from django.test import override_settings
 
-from django_picklesessions import record
+from django_picklesessions import keys, record
 from django_picklesessions.backends import locmem
 from django_picklesessions.backends.locmem import SessionStore
 from django_picklesessions.keys import MAC_LABEL, SigningKey, derive, get_keyring
@@ -109,8 +110,13 @@ def test_bytes_keys_are_accepted() -> None:
         assert SessionStore(session_key)["_auth_user_id"] == "5"
 
 
-def test_a_keys_mac_is_hmac_sha256_of_its_parts_joined() -> None:
+@pytest.mark.parametrize("c_hmac", [True, False], ids=["C HMAC", "hmac module"])
+def test_a_keys_mac_is_hmac_sha256_of_its_parts_joined(c_hmac: bool, monkeypatch) -> None:
+    # Both keyed states, OpenSSL's C object and the hmac module's wrapper around it.
+    if not c_hmac:
+        monkeypatch.setattr(keys, "_c_hmac_new", None)
     key = derive(NEW)
+    assert isinstance(key._keyed, hmac.HMAC) is not c_hmac
     parts = [b"sid" * 11, memoryview(b"header and payload")[3:], b""]
     expected = hmac.digest(key.mac_key, b"".join(parts), "sha256")
     # Every call starts from the keyed state afresh: an earlier MAC leaves nothing behind.
