@@ -230,9 +230,12 @@ def test_clear_expired_deletes_exactly_the_expired_rows_in_bounded_batches(
     monkeypatch: pytest.MonkeyPatch, spread: str, size: int, generic: bool
 ) -> None:
     if generic:
-        # A database without a one-statement batch delete: tied rows go by address lists.
+        # A database without storage-order slices or a one-statement batch delete: batches
+        # by expiry range, and tied rows by address lists.
         statements = db_backend._statements(Session, "default")
-        plain = dataclasses.replace(statements, delete_expired_batch=None)
+        plain = dataclasses.replace(
+            statements, delete_expired_batch=None, delete_expired_slice=None
+        )
         monkeypatch.setattr(db_backend, "_statements", lambda model, alias: plain)
     now = int(time.time())
     expired = {
@@ -246,10 +249,157 @@ def test_clear_expired_deletes_exactly_the_expired_rows_in_bounded_batches(
     counts = delete_rowcounts(monkeypatch, size, now)
     assert sum(counts) == len(expired)
     assert max(counts) <= size
-    assert len(counts) <= 2 * (len(expired) // size + 1)  # no statement per row
+    if storage_order_column() != "ctid":  # there: one per slice of pages, however full
+        assert len(counts) <= 2 * (len(expired) // size + 1)  # no statement per row
     assert sorted(Session.objects.values_list("address", flat=True)) == [
         f"{n:064x}" for n in range(len(expired), len(expired) + len(live))
     ]
+
+
+def delete_statements(monkeypatch: pytest.MonkeyPatch, size: int, now: int) -> list[str]:
+    """Run clear_expired like :func:`delete_rowcounts`; return the SQL of each DELETE."""
+    seen: list[str] = []
+
+    def spy(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("DELETE"):
+            seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        delete_rowcounts(monkeypatch, size, now)
+    return seen
+
+
+def storage_order_column() -> str | None:
+    """Return what clear_expired slices the table by on this database, if anything."""
+    if connection.vendor == "sqlite":
+        return "rowid"
+    if connection.vendor == "postgresql" and connection.pg_version >= 140000:
+        return "ctid"
+    return None
+
+
+def test_clear_expired_slices_the_table_in_storage_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batches of 300: on PostgreSQL a slice is one 8 KB page (it holds at most 291 tuples);
+    # these rows are small (~73 to a page), so the cleanup takes many slices, each bounded.
+    now = int(time.time())
+    expiries = [now - 1 - n % 50 if n % 3 else now + 60 for n in range(1500)]
+    fill_rows(expiries)
+    column = storage_order_column()
+    statements = delete_statements(monkeypatch, 300, now)
+    assert Session.objects.count() == 500
+    assert not Session.objects.filter(expires_at__lte=now).exists()
+    if column is None:
+        pytest.skip(f"{connection.vendor} has no storage-order slices: expiry ranges are used")
+    assert all(column in sql for sql in statements)
+    assert len(statements) >= 4  # several slices, not one DELETE
+    Session.objects.all().delete()
+    fill_rows(expiries)
+    counts = delete_rowcounts(monkeypatch, 300, now)
+    assert sum(counts) == 1000 and max(counts) <= 300
+
+
+def test_clear_expired_on_sparse_rowids_uses_expiry_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    # Once the largest rowid is taken SQLite picks random ones: slices would be empty.
+    now = int(time.time())
+    fill_rows([now - 10, now + 60])
+    table = connection.ops.quote_name(Session._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (rowid, address, record, expires_at, version) "
+            "VALUES (%s, %s, %s, %s, 1)",
+            [2**62, "f" * 64, b"x", now - 5],
+        )
+    statements = delete_statements(monkeypatch, 1000, now)
+    assert statements and not any("rowid" in sql for sql in statements)
+    assert list(Session.objects.values_list("expires_at", flat=True)) == [now + 60]
+
+
+def test_clear_expired_restores_the_connection_settings_it_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SQLite's page cache grows for the cleanup; PostgreSQL's synchronous_commit is relaxed
+    # for it (outside a transaction only, see the next test). Both come back as they were.
+    setting = {"sqlite": "PRAGMA cache_size", "postgresql": "SHOW synchronous_commit"}.get(
+        connection.vendor
+    )
+    if setting is None:
+        pytest.skip(f"clear_expired changes no setting on {connection.vendor}")
+
+    def current() -> object:
+        with connection.cursor() as cursor:
+            cursor.execute(setting)
+            return cursor.fetchone()[0]
+
+    before = current()
+    fill_rows([int(time.time()) - 10] * 400)
+    seen: list[object] = []
+    real = SessionStore._delete_batch
+
+    def spy(alias: str, statement: str, params: list[int]) -> int:
+        seen.append(current())
+        return real(alias, statement, params)
+
+    monkeypatch.setattr(SessionStore, "_delete_batch", staticmethod(spy))
+    SessionStore.clear_expired()
+    assert Session.objects.count() == 0
+    assert current() == before
+    if connection.vendor == "sqlite":
+        assert seen and all(value != before for value in seen)  # the larger cache was on
+
+
+@pytest.mark.django_db(transaction=True)
+def test_clear_expired_outside_a_transaction_relaxes_only_its_own_commits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if storage_order_column() != "ctid":
+        pytest.skip("PostgreSQL 14+ only: the slices there commit without waiting for WAL")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        (before,) = cursor.fetchone()
+    now = int(time.time())
+    fill_rows([now - 10] * 700 + [now + 60] * 10)
+    monkeypatch.setattr(SessionStore, "clear_expired_batch_size", 300)
+    with CaptureQueriesContext(connection) as queries:
+        SessionStore.clear_expired()
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert sum("ctid" in statement for statement in sql) >= 1
+    assert any("SET synchronous_commit TO OFF" in statement for statement in sql)
+    assert not any("SET LOCAL" in statement for statement in sql)  # one SET, not one per slice
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == before
+    assert Session.objects.count() == 10
+
+
+def test_clear_expired_with_one_batch_of_expired_rows_is_one_delete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Where slices would be used: first a probe of the expiry index, then, with no more
+    # expired rows than a batch, the one DELETE Django's engine runs.
+    if storage_order_column() != "ctid":
+        pytest.skip("PostgreSQL 14+ only: SQLite's slice of 200,000 rowids is one DELETE too")
+    now = int(time.time())
+    fill_rows([now - 1 - n for n in range(300)] + [now + 60])
+    statements = delete_statements(monkeypatch, 300, now)
+    assert len(statements) == 1 and "ctid" not in statements[0]
+    assert Session.objects.count() == 1
+
+
+def test_clear_expired_before_postgresql_14_uses_expiry_ranges(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    # No TID range scan there: every slice would read the whole table.
+    monkeypatch.setattr(connection, "pg_version", 130000)
+    now = int(time.time())
+    fill_rows([now - 1 - n for n in range(700)] + [now + 60])
+    statements = delete_statements(monkeypatch, 300, now)
+    assert statements and not any("ctid" in sql for sql in statements)
+    assert Session.objects.count() == 1
 
 
 def test_clear_expired_with_nothing_expired_deletes_nothing(
