@@ -8,7 +8,10 @@ as the bytes they came as.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -24,7 +27,35 @@ _Pending = type("_Pending", (), {"__repr__": lambda self: "<not decoded>", "_fla
 _PENDING = _Pending()
 
 # Values of these types cannot change in place: read-only access needs no re-pickling.
-_IMMUTABLE: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+_IMMUTABLE: frozenset[type] = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        type(None),
+        bytes,
+        complex,
+        decimal.Decimal,
+        datetime.date,
+        datetime.timedelta,
+        uuid.UUID,
+    }
+)
+# ...and these too, unless their tzinfo is something else than datetime.timezone (an
+# allowed class of the application's, which could be mutable).
+_ZONED: frozenset[type] = frozenset({datetime.datetime, datetime.time})
+
+
+def _unchangeable(value: Any) -> bool:
+    """Return True if ``value`` cannot have changed in place since it was unpickled."""
+    cls = type(value)
+    if cls in _IMMUTABLE:
+        return True
+    if cls in _ZONED:
+        zone = value.tzinfo
+        return zone is None or type(zone) is datetime.timezone
+    return False
 
 
 class SessionData(MutableMapping[str, Any]):
@@ -280,7 +311,7 @@ class SessionData(MutableMapping[str, Any]):
             return self._checked, self._checked != base
         out: dict[str, bytes] = {}
         for key, value in list(self._items.items()):
-            if value is _PENDING or (key not in self._assigned and type(value) in _IMMUTABLE):
+            if value is _PENDING or (key not in self._assigned and _unchangeable(value)):
                 out[key] = base[key]
                 continue
             data = self._pickled(writer, key, value)
@@ -328,7 +359,7 @@ class SessionData(MutableMapping[str, Any]):
         for key, value in list(self._items.items()):
             if key not in baseline:
                 return True
-            if value is _PENDING or (key not in touched and type(value) in _IMMUTABLE):
+            if value is _PENDING or (key not in touched and _unchangeable(value)):
                 continue
             try:
                 if key in touched:

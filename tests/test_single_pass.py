@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -169,3 +170,42 @@ def test_the_writer_says_when_a_class_reduced_a_value_itself() -> None:
     assert not writer.reduced_by_class
     writer.dumps("money", Money(decimal.Decimal("1.00"), "EUR"))
     assert writer.reduced_by_class
+
+
+def test_values_that_cannot_change_in_place_are_not_pickled_again(dump_spy: DumpSpy) -> None:
+    values = {
+        "price": decimal.Decimal("9.99"),
+        "seen_at": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "day": datetime.date(2026, 1, 2),
+        "opens": datetime.time(9, 30),
+        "ttl": datetime.timedelta(minutes=5),
+        "order": uuid.UUID(int=7),
+    }
+    key = client_with(**values, lines=lines())[1]
+    store = SessionStore(key)
+    assert {name: store[name] for name in values} == values
+    store["lines"][0].quantity = 4  # so that the save writes
+    dump_spy.keys.clear()
+    store.save()
+    assert set(dump_spy.keys) == {"lines"}  # the six others keep their stored bytes
+    assert {name: SessionStore(key)[name] for name in values} == values
+
+
+class _ShopZone(datetime.tzinfo):
+    def utcoffset(self, dt: datetime.datetime | None) -> datetime.timedelta:
+        return datetime.timedelta(hours=1)
+
+    def dst(self, dt: datetime.datetime | None) -> datetime.timedelta:
+        return datetime.timedelta(0)
+
+    def tzname(self, dt: datetime.datetime | None) -> str:
+        return "SHOP"
+
+
+def test_a_datetime_with_another_tzinfo_class_counts_as_changeable() -> None:
+    # An allowed tzinfo class of the application's could be mutable: pickled again.
+    assert data._unchangeable(datetime.datetime(2026, 1, 2, tzinfo=UTC))
+    assert data._unchangeable(datetime.datetime(2026, 1, 2))
+    assert not data._unchangeable(datetime.datetime(2026, 1, 2, tzinfo=_ShopZone()))
+    assert not data._unchangeable(datetime.time(9, tzinfo=_ShopZone()))
+    assert not data._unchangeable([decimal.Decimal(1)])

@@ -28,8 +28,10 @@ from django_picklesessions.exceptions import ValueRejected
 from django_picklesessions.pickler import get_writer
 from tests.attacks.audit import AuditGuard
 from tests.attacks.kit import (
+    APPEND,
     BUILD,
     EMPTY_DICT,
+    EMPTY_LIST,
     EMPTY_TUPLE,
     MARK,
     MEMOIZE,
@@ -46,6 +48,7 @@ from tests.attacks.kit import (
     integer,
     p5,
     plant,
+    stored,
     text,
     value_outcome,
 )
@@ -243,10 +246,12 @@ def test_J3_fraction_text_form_of_older_pythons_loads(strict: bool) -> None:
 # --- B9: nothing from comparing or re-pickling a loaded value reaches the view -------------------
 
 
-def _unframed_snan() -> bytes:
-    # Decimal('sNaN') the way no writer of ours emits it (unframed, no memo): its re-pickle
-    # differs, so change detection compares it with ==, which raises for a signalling NaN.
-    return p5(call(global_("decimal", "Decimal"), text("sNaN")))
+def _unframed_snan(in_list: bool = False) -> bytes:
+    # Decimal('sNaN') the way no writer of ours emits it (unframed, no memo). In a list, its
+    # re-pickle differs, so change detection compares the lists with ==, which raises for a
+    # signalling NaN. Alone, a Decimal cannot change in place and is not pickled again.
+    snan = call(global_("decimal", "Decimal"), text("sNaN"))
+    return p5(EMPTY_LIST + snan + APPEND) if in_list else p5(snan)
 
 
 @pytest.mark.parametrize("view", ["/auth/", "/cart/"])
@@ -269,12 +274,25 @@ def test_J4_a_signalling_nan_never_raises_in_a_view(
 def test_J4_comparing_a_loaded_value_that_raises_counts_as_a_change() -> None:
     from django_picklesessions.backends.locmem import SessionStore
 
-    plant("locmem", VICTIM, sign_raw(VICTIM, {"n": _unframed_snan()}))
+    plant("locmem", VICTIM, sign_raw(VICTIM, {"n": _unframed_snan(in_list=True)}))
     store = SessionStore(VICTIM)
-    assert store["n"].is_snan()
+    assert store["n"][0].is_snan()
     assert store.modified  # == raised inside the check; it reports a change, never raises
     store.save()
-    assert SessionStore(VICTIM)["n"].is_snan()
+    assert SessionStore(VICTIM)["n"][0].is_snan()
+
+
+def test_J4_a_lone_signalling_nan_read_is_left_as_stored() -> None:
+    from django_picklesessions.backends.locmem import SessionStore
+
+    forged = _unframed_snan()
+    plant("locmem", VICTIM, sign_raw(VICTIM, {"n": forged, "visits": pickle.dumps(1, 5)}))
+    store = SessionStore(VICTIM)
+    assert store["n"].is_snan()
+    assert not store.modified  # never compared, so nothing raises and nothing is written
+    store["visits"] = 2
+    store.save()
+    assert SessionStore(VICTIM).decode_record(stored("locmem", VICTIM))._base["n"] == forged
 
 
 def test_J4_re_pickling_failure_of_a_forged_value_never_reaches_the_view(
