@@ -173,8 +173,9 @@ def _delete_expired_slice(vendor: str, table: str, expires_at: str) -> str | Non
 #: A TID range scan (what makes a ctid slice cheap) needs PostgreSQL 14.
 _PG_TID_RANGE_SCAN = 140000
 #: The page cache (KiB) of the SQLite connection while it cleans up: the batches' index
-#: pages stay in memory instead of being read and spilled again (10.2 s against 12.1 s with
-#: the default 2 MiB, at 1M rows in batches of 100,000). It is given back after the run.
+#: pages stay in memory instead of being read and spilled again. At 1M rows in slices of
+#: 200,000: 9.2-10.8 s, against 11.7-14.2 s with the default 2 MiB and 9.3-10.5 s with
+#: 128 MiB (stock's one DELETE: 11.2-11.4 s). It is given back after the run.
 _SQLITE_CLEANUP_CACHE_KIB = 64 * 1024
 #: Beyond this many rowid slices the table's rowids are too sparse to slice by.
 _MAX_ROWID_SLICES = 100_000
@@ -189,8 +190,8 @@ class SessionStore(PickleSessionBase):
     #: so smaller batches are slower than one ``DELETE`` (docs/benchmarks.md, "Cleanup").
     clear_expired_batch_size: int | None = None
     #: On SQLite every batch rewrites the index pages its rows sit on, which at 1M rows is
-    #: nearly all of them: 20 batches of 50,000 took 1.5x stock's one DELETE, 5 of 200,000
-    #: 0.8x (docs/benchmarks.md). A batch of 200,000 holds SQLite's write lock about a second.
+    #: nearly all of them: slices of 50,000 rowids took 1.5x stock's one DELETE there, of
+    #: 200,000 0.8-1.0x (docs/benchmarks.md). Each holds SQLite's write lock about 2 s there.
     clear_expired_batch_size_by_vendor: dict[str, int] = {"sqlite": 200_000}
 
     #: Compression threshold by ``connection.vendor`` (one class serves every database):
