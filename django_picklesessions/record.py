@@ -34,6 +34,8 @@ CLOCK_SKEW = 60
 _COUNT = struct.Struct(">I")
 _TABLE_ENTRY_SIZE = 6  # key length u16, value length u32
 _NO_SESSION = bytes(32)
+#: Records up to this size are MACed from a copy of their signed part.
+_COPY_TO_MAC = 4096
 
 
 def session_id(session_key: str | None) -> bytes:
@@ -199,7 +201,9 @@ def decode(
     key = keyring.by_id.get(key_id)
     if key is None:
         raise RecordError("unknown_key")
-    expected = key.mac(sid, memoryview(data)[:-MAC_SIZE] if len(data) > 4096 else data[:-MAC_SIZE])
+    # A small record is cheaper copied than wrapped in a memoryview; a large one is not.
+    signed = memoryview(data)[:-MAC_SIZE] if len(data) > _COPY_TO_MAC else data[:-MAC_SIZE]
+    expected = key.mac(sid, signed)
     if not hmac.compare_digest(expected, data[-MAC_SIZE:]):
         raise RecordError("bad_mac")
     # 4. Signed expiry: the storage's own expiry column or mtime is only a cleanup hint.

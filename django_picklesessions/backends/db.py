@@ -430,11 +430,10 @@ class SessionStore(PickleSessionBase):
         connection = connections[alias]
         size = cls.expired_batch_size(connection.vendor)
         now = epoch_now()
-        slices = sql.delete_expired_slice
-        if slices is not None and connection.vendor == "sqlite":
-            if not cls._clear_by_rowid(alias, model, slices, size, now):
-                cls._clear_by_expiry(alias, sql, size, now)
-        elif slices is None or not cls._clear_by_ctid(alias, model, sql, size, now):
+        by_slices = {"sqlite": cls._clear_by_rowid, "postgresql": cls._clear_by_ctid}.get(
+            connection.vendor
+        )
+        if by_slices is None or not by_slices(alias, model, sql, size, now):
             cls._clear_by_expiry(alias, sql, size, now)
 
     @classmethod
@@ -446,13 +445,16 @@ class SessionStore(PickleSessionBase):
 
     @classmethod
     def _clear_by_rowid(
-        cls, alias: str, model: type[AbstractSession], statement: str, size: int, now: int
+        cls, alias: str, model: type[AbstractSession], sql: _Statements, size: int, now: int
     ) -> bool:
         """Delete by slices of rowids; return False, deleting nothing, where it would not pay.
 
         A slice of ``size`` rowids holds at most ``size`` rows. Rows stored after the first
         query sit above its maximum: they are this moment's sessions, and wait for a run.
         """
+        statement = sql.delete_expired_slice
+        if statement is None:
+            return False
         connection = connections[alias]
         table = connection.ops.quote_name(model._meta.db_table)
         with connection.cursor() as cursor:
@@ -468,11 +470,10 @@ class SessionStore(PickleSessionBase):
             return False
         with connection.cursor() as cursor:
             cursor.execute(f"PRAGMA cache_size = -{_SQLITE_CLEANUP_CACHE_KIB}")
-        try:
-            for start in range(int(low), int(high) + 1, size):
-                cls._delete_batch(alias, statement, [start, start + size, now])
-        finally:
-            with connection.cursor() as cursor:
+            try:
+                for start in range(int(low), int(high) + 1, size):
+                    cls._delete_batch(alias, statement, [start, start + size, now])
+            finally:
                 cursor.execute(f"PRAGMA cache_size = {int(cache_size)}")
         return True
 
@@ -487,8 +488,9 @@ class SessionStore(PickleSessionBase):
         (block_size - 24) // 28 tuples, whatever their width). With one batch's worth of
         expired rows or fewer, it is one DELETE by expiry, the plan of Django's.
         """
+        statement = sql.delete_expired_slice
         connection = connections[alias]
-        if getattr(connection, "pg_version", 0) < _PG_TID_RANGE_SCAN:
+        if statement is None or getattr(connection, "pg_version", 0) < _PG_TID_RANGE_SCAN:
             return False
         with connection.cursor() as cursor:
             cursor.execute(sql.expired_cutoff, [_MIN_EXPIRY, now, size])
@@ -496,8 +498,6 @@ class SessionStore(PickleSessionBase):
         if few:
             cls._delete_batch(alias, sql.delete_expired_range, [_MIN_EXPIRY, now + 1])
             return True
-        statement = sql.delete_expired_slice
-        assert statement is not None  # the caller checked
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_relation_size(%s::regclass), current_setting('block_size')::int, "
@@ -510,23 +510,22 @@ class SessionStore(PickleSessionBase):
             if span < 1:
                 return False
             slices = [(f"({start},0)", f"({start + span},0)") for start in range(0, pages, span)]
-            if connection.in_atomic_block:
-                # The caller's transaction: its commit is not ours to relax.
-                for start, end in slices:
-                    cursor.execute(statement, [start, end, now])
-                return True
-            # Each slice commits on its own (autocommit), without waiting for the WAL flush:
-            # after a crash the rows are still expired, and the next run deletes them. Set
-            # once for the session, not per slice: a transaction and a SET LOCAL around each
-            # slice took 1.25-1.34 s at 1M rows, against 0.75-0.95 s this way.
-            cursor.execute("SET synchronous_commit TO OFF")
+            # Outside a transaction each slice commits on its own (autocommit), without
+            # waiting for the WAL flush: after a crash the rows are still expired, and the next
+            # run deletes them. Set once for the session, not per slice: a transaction and a
+            # SET LOCAL around each slice took 1.25-1.34 s at 1M rows, against 0.75-0.95 s this
+            # way. Inside the caller's transaction its commit is not ours to relax.
+            relax = not connection.in_atomic_block
+            if relax:
+                cursor.execute("SET synchronous_commit TO OFF")
             try:
                 for start, end in slices:
                     cursor.execute(statement, [start, end, now])
             finally:
-                cursor.execute(
-                    "SELECT set_config('synchronous_commit', %s, false)", [synchronous_commit]
-                )
+                if relax:
+                    cursor.execute(
+                        "SELECT set_config('synchronous_commit', %s, false)", [synchronous_commit]
+                    )
         return True
 
     @classmethod
