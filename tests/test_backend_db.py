@@ -234,7 +234,11 @@ def test_clear_expired_deletes_exactly_the_expired_rows_in_bounded_batches(
         # by expiry range, and tied rows by address lists.
         statements = db_backend._statements(Session, "default")
         plain = dataclasses.replace(
-            statements, delete_expired_batch=None, delete_expired_slice=None
+            statements,
+            delete_expired_batch=None,
+            delete_expired_slice=None,
+            delete_expired_addresses=None,
+            delete_expired_addresses_from=None,
         )
         monkeypatch.setattr(db_backend, "_statements", lambda model, alias: plain)
     now = int(time.time())
@@ -276,6 +280,8 @@ def storage_order_column() -> str | None:
         return "rowid"
     if connection.vendor == "postgresql" and connection.pg_version >= 140000:
         return "ctid"
+    if connection.vendor == "mysql":
+        return "address"  # InnoDB's clustered primary key
     return None
 
 
@@ -297,6 +303,53 @@ def test_clear_expired_slices_the_table_in_storage_order(monkeypatch: pytest.Mon
     fill_rows(expiries)
     counts = delete_rowcounts(monkeypatch, 300, now)
     assert sum(counts) == 1000 and max(counts) <= 300
+
+
+def test_clear_expired_on_innodb_deletes_by_address_ranges(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if connection.vendor != "mysql":
+        pytest.skip("MySQL and MariaDB only: InnoDB stores rows in primary-key order")
+    # Addresses as the store makes them (hex SHA-256): one range per batch of expired rows,
+    # each deleted in primary-key order and bounded by LIMIT.
+    now = int(time.time())
+    Session.objects.bulk_create(
+        Session(
+            address=hashlib.sha256(str(n).encode()).hexdigest(),
+            record=b"x",
+            expires_at=now - 1 - n % 40 if n % 3 else now + 60,
+            version=1,
+        )
+        for n in range(1500)
+    )
+    statements = delete_statements(monkeypatch, 300, now)
+    assert Session.objects.count() == 500
+    assert not Session.objects.filter(expires_at__lte=now).exists()
+    address = connection.ops.quote_name("address")
+    assert all(f"{address} >=" in sql and "LIMIT" in sql for sql in statements)
+    # ceil(1000 / 300) = 4 ranges, each about 250 rows: once each, and again where a range
+    # held more than a batch.
+    assert 4 <= len(statements) <= 8
+    Session.objects.all().delete()
+    fill_rows([now - 10] * 1000 + [now + 60] * 5)  # every address in the first range
+    counts = delete_rowcounts(monkeypatch, 300, now)
+    assert counts[:4] == [300, 300, 300, 100] and sum(counts) == 1000
+    assert Session.objects.count() == 5
+
+
+def test_address_bounds_split_the_hex_space_evenly() -> None:
+    bounds = db_backend._address_bounds(4)
+    assert bounds == ["", "40000000", "80000000", "c0000000"]
+    assert db_backend._address_bounds(1) == [""]
+    # Every hex address falls in exactly one range (the last is open above).
+    for address in ("0" * 64, "3" + "f" * 63, "4" + "0" * 63, "f" * 64):
+        assert (
+            sum(
+                low <= address and (high is None or address < high)
+                for low, high in zip(bounds, [*bounds[1:], None], strict=True)
+            )
+            == 1
+        )
 
 
 def test_clear_expired_on_sparse_rowids_uses_expiry_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -379,12 +432,13 @@ def test_clear_expired_with_one_batch_of_expired_rows_is_one_delete(
 ) -> None:
     # Where slices would be used: first a probe of the expiry index, then, with no more
     # expired rows than a batch, the one DELETE Django's engine runs.
-    if storage_order_column() != "ctid":
-        pytest.skip("PostgreSQL 14+ only: SQLite's slice of 200,000 rowids is one DELETE too")
+    column = storage_order_column()
+    if column not in ("ctid", "address"):
+        pytest.skip("SQLite's slice of 200,000 rowids is one DELETE too")
     now = int(time.time())
     fill_rows([now - 1 - n for n in range(300)] + [now + 60])
     statements = delete_statements(monkeypatch, 300, now)
-    assert len(statements) == 1 and "ctid" not in statements[0]
+    assert len(statements) == 1 and f"{connection.ops.quote_name(column)} >" not in statements[0]
     assert Session.objects.count() == 1
 
 

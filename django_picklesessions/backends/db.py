@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import struct
 import time
 from collections.abc import Sequence
@@ -85,6 +86,7 @@ class _Statements:
     update_linked_if_version: str
     delete: str
     expired: str
+    expired_count: str  # how many rows expired from a bound up to now
     expired_cutoff: str  # the expiry of the (n+1)th expired row from a bound: ends one batch
     delete_expired_range: str
     delete_many: str  # formatted with the placeholders of one batch
@@ -92,6 +94,10 @@ class _Statements:
     #: Deletes the expired rows of one slice of the table in storage order (SQLite's rowid,
     #: PostgreSQL's ctid), where the database has one: (slice start, slice end, now).
     delete_expired_slice: str | None
+    #: InnoDB stores rows in primary-key order: up to n expired rows of an address range
+    #: (from, below, now, n), and of the last range, open above (from, now, n).
+    delete_expired_addresses: str | None
+    delete_expired_addresses_from: str | None
 
 
 @functools.cache
@@ -105,6 +111,8 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         for name in ("address", "record", "expires_at", "version", "user_id")
     )
     update = f"UPDATE {table} SET {record} = %s, {expires_at} = %s, {version} = %s"
+    vendor = connections[alias].vendor
+    by_address, by_address_from = _delete_expired_addresses(vendor, table, address, expires_at)
     return _Statements(
         # An oversized record is not even fetched: NULL comes back in its place.
         select=(
@@ -122,6 +130,9 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         update_linked_if_version=f"{update}, {user} = %s WHERE {address} = %s AND {version} = %s",
         delete=f"DELETE FROM {table} WHERE {address} = %s",
         expired=f"SELECT {address} FROM {table} WHERE {expires_at} <= %s ORDER BY {expires_at}",
+        expired_count=(
+            f"SELECT COUNT(*) FROM {table} WHERE {expires_at} >= %s AND {expires_at} <= %s"
+        ),
         expired_cutoff=(
             f"SELECT {expires_at} FROM {table} WHERE {expires_at} >= %s AND {expires_at} <= %s "
             f"ORDER BY {expires_at} LIMIT 1 OFFSET %s"
@@ -132,6 +143,8 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
         delete_many=f"DELETE FROM {table} WHERE {address} IN ({{}})",
         delete_expired_batch=_delete_expired_batch(connections[alias].vendor, table, expires_at),
         delete_expired_slice=_delete_expired_slice(connections[alias].vendor, table, expires_at),
+        delete_expired_addresses=by_address,
+        delete_expired_addresses_from=by_address_from,
     )
 
 
@@ -170,6 +183,21 @@ def _delete_expired_slice(vendor: str, table: str, expires_at: str) -> str | Non
     return None
 
 
+def _delete_expired_addresses(
+    vendor: str, table: str, address: str, expires_at: str
+) -> tuple[str | None, str | None]:
+    """Return the statements deleting expired rows by address range, where rows sit so."""
+    if vendor != "mysql":
+        return None, None
+    # ORDER BY the primary key: the range scan's own order, and a DELETE ... LIMIT that
+    # statement-based replication can replay.
+    tail = f"AND {expires_at} <= %s ORDER BY {address} LIMIT %s"
+    return (
+        f"DELETE FROM {table} WHERE {address} >= %s AND {address} < %s {tail}",
+        f"DELETE FROM {table} WHERE {address} >= %s {tail}",
+    )
+
+
 #: A TID range scan (what makes a ctid slice cheap) needs PostgreSQL 14.
 _PG_TID_RANGE_SCAN = 140000
 #: The page cache (KiB) of the SQLite connection while it cleans up: the batches' index
@@ -179,6 +207,16 @@ _PG_TID_RANGE_SCAN = 140000
 _SQLITE_CLEANUP_CACHE_KIB = 64 * 1024
 #: Beyond this many rowid slices the table's rowids are too sparse to slice by.
 _MAX_ROWID_SLICES = 100_000
+
+
+def _address_bounds(count: int) -> list[str]:
+    """Return the lower bounds of ``count`` equal ranges of hex addresses, from "".
+
+    The first range is open below and the last above, so every address falls in one range
+    whatever it holds; hex digits sort the same in every collation.
+    """
+    span = 16**8
+    return [""] + [f"{span * index // count:08x}" for index in range(1, count)]
 
 
 class SessionStore(PickleSessionBase):
@@ -418,11 +456,12 @@ class SessionStore(PickleSessionBase):
     def clear_expired(cls) -> None:
         """Delete expired rows in transactions of at most ``clear_expired_batch_size`` rows.
 
-        On SQLite and PostgreSQL 14+ each batch is a slice of the table in storage order
-        (rowid, ctid), so that over the whole cleanup each page is visited once, as by one
-        ``DELETE``; deleting by expiry instead visits every page once per batch (the rows of
-        an expiry range are spread over the table). Elsewhere each batch is a range of the
-        expiry index. No ids travel to Python and back either way.
+        On SQLite, PostgreSQL 14+ and MariaDB/MySQL each batch is a slice of the table in
+        storage order (rowid, ctid, InnoDB's primary key), so that over the whole cleanup each
+        page is visited once, as by one ``DELETE``; deleting by expiry instead visits every
+        page once per batch (the rows of an expiry range are spread over the table).
+        Elsewhere each batch is a range of the expiry index. No ids travel to Python and back
+        either way.
         """
         model = cls.get_model_class()
         alias = router.db_for_write(model)
@@ -430,9 +469,11 @@ class SessionStore(PickleSessionBase):
         connection = connections[alias]
         size = cls.expired_batch_size(connection.vendor)
         now = epoch_now()
-        by_slices = {"sqlite": cls._clear_by_rowid, "postgresql": cls._clear_by_ctid}.get(
-            connection.vendor
-        )
+        by_slices = {
+            "sqlite": cls._clear_by_rowid,
+            "postgresql": cls._clear_by_ctid,
+            "mysql": cls._clear_by_address,
+        }.get(connection.vendor)
         if by_slices is None or not by_slices(alias, model, sql, size, now):
             cls._clear_by_expiry(alias, sql, size, now)
 
@@ -526,6 +567,37 @@ class SessionStore(PickleSessionBase):
                     cursor.execute(
                         "SELECT set_config('synchronous_commit', %s, false)", [synchronous_commit]
                     )
+        return True
+
+    @classmethod
+    def _clear_by_address(
+        cls, alias: str, model: type[AbstractSession], sql: _Statements, size: int, now: int
+    ) -> bool:
+        """Delete by ranges of addresses, InnoDB's storage order; False where it cannot.
+
+        Addresses are hex SHA-256, spread evenly: with one range per batch of expired rows,
+        each range holds about a batch, and ``LIMIT`` holds it to one (the range is deleted
+        again until less than a batch goes). With one batch's worth or fewer, it is one DELETE
+        by expiry, the plan of Django's.
+        """
+        ranged, last = sql.delete_expired_addresses, sql.delete_expired_addresses_from
+        if ranged is None or last is None:
+            return False
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql.expired_cutoff, [_MIN_EXPIRY, now, size])
+            few = cursor.fetchone() is None
+            if not few:
+                cursor.execute(sql.expired_count, [_MIN_EXPIRY, now])
+                (expired,) = cursor.fetchone()
+        if few:
+            cls._delete_batch(alias, sql.delete_expired_range, [_MIN_EXPIRY, now + 1])
+            return True
+        bounds = _address_bounds(-(-int(expired) // size))
+        for low, high in itertools.pairwise(bounds):
+            while cls._delete_batch(alias, ranged, [low, high, now, size]) >= size:
+                pass
+        while cls._delete_batch(alias, last, [bounds[-1], now, size]) >= size:
+            pass
         return True
 
     @classmethod
