@@ -63,7 +63,6 @@ def ratios(data: dict[str, Any]) -> Figure:
     figure, panels = plt.subplots(1, len(operations), figsize=(12, 4.2), sharey=True)
     width = 0.8 / len(databases)
     middle = (len(databases) - 1) / 2
-    labelled = False
     for axes, (name, operation) in zip(panels, operations.items(), strict=True):
         payloads = list(operation["ratios"])
         for index, database in enumerate(databases):
@@ -79,14 +78,14 @@ def ratios(data: dict[str, Any]) -> Figure:
                         position + width / 2,
                         color=INK,
                         linewidth=1.8,
-                        label=None if labelled else "target",
+                        label="target",
                     )
-                    labelled = True
         axes.axhline(1.0, color=MUTED, linewidth=0.8)
         axes.set_xticks(range(len(payloads)), payloads)
         axes.set_title(name, color=INK, fontsize=10)
     panels[0].set_ylabel("ours / stock time (lower is better)")
-    # Every panel's handles: the target dash may first appear in any of them.
+    # One entry per label over every panel: each dash is labelled, and may first appear in
+    # any panel.
     handles = {
         label: handle
         for axes in panels

@@ -141,8 +141,8 @@ def _statements(model: type[AbstractSession], alias: str) -> _Statements:
             f"DELETE FROM {table} WHERE {expires_at} >= %s AND {expires_at} < %s"
         ),
         delete_many=f"DELETE FROM {table} WHERE {address} IN ({{}})",
-        delete_expired_batch=_delete_expired_batch(connections[alias].vendor, table, expires_at),
-        delete_expired_slice=_delete_expired_slice(connections[alias].vendor, table, expires_at),
+        delete_expired_batch=_delete_expired_batch(vendor, table, expires_at),
+        delete_expired_slice=_delete_expired_slice(vendor, table, expires_at),
         delete_expired_addresses=by_address,
         delete_expired_addresses_from=by_address_from,
     )
@@ -166,9 +166,7 @@ def _delete_expired_batch(vendor: str, table: str, expires_at: str) -> str | Non
             f"DELETE FROM {table} WHERE ctid IN "
             f"(SELECT ctid FROM {table} WHERE {expires_at} <= %s LIMIT %s)"
         )
-    if vendor == "mysql":
-        return f"DELETE FROM {table} WHERE {expires_at} <= %s LIMIT %s"
-    return None  # SQLite deletes by rowid slices instead
+    return None  # SQLite and MariaDB/MySQL delete by storage-order slices instead
 
 
 def _delete_expired_slice(vendor: str, table: str, expires_at: str) -> str | None:
@@ -583,21 +581,19 @@ class SessionStore(PickleSessionBase):
         ranged, last = sql.delete_expired_addresses, sql.delete_expired_addresses_from
         if ranged is None or last is None:
             return False
+        # One count answers both questions: whether one DELETE will do, and how many ranges.
         with connections[alias].cursor() as cursor:
-            cursor.execute(sql.expired_cutoff, [_MIN_EXPIRY, now, size])
-            few = cursor.fetchone() is None
-            if not few:
-                cursor.execute(sql.expired_count, [_MIN_EXPIRY, now])
-                (expired,) = cursor.fetchone()
-        if few:
+            cursor.execute(sql.expired_count, [_MIN_EXPIRY, now])
+            expired = int(cursor.fetchone()[0])
+        if expired <= size:
             cls._delete_batch(alias, sql.delete_expired_range, [_MIN_EXPIRY, now + 1])
             return True
-        bounds = _address_bounds(-(-int(expired) // size))
-        for low, high in itertools.pairwise(bounds):
-            while cls._delete_batch(alias, ranged, [low, high, now, size]) >= size:
+        bounds = _address_bounds(-(-expired // size))
+        ranges = [(ranged, [low, high]) for low, high in itertools.pairwise(bounds)]
+        ranges.append((last, [bounds[-1]]))
+        for statement, span in ranges:
+            while cls._delete_batch(alias, statement, [*span, now, size]) >= size:
                 pass
-        while cls._delete_batch(alias, last, [bounds[-1], now, size]) >= size:
-            pass
         return True
 
     @classmethod
